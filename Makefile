@@ -1,0 +1,39 @@
+# The same targets run locally and in CI (.ci/run calls `make test`).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= examples/forecaster.yml
+
+.PHONY: venv prometheus test test-fast lint demo check clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+# The distribution's Prometheus (and promtool, Alertmanager) for the demo and the integration tests.
+prometheus:
+	@scripts/ensure-prometheus
+
+test: venv prometheus
+	$(BIN)/pytest
+
+test-fast: venv
+	$(BIN)/pytest -m "not integration and not slow"
+
+lint: venv
+	$(BIN)/ruff check forecaster tests
+	$(BIN)/ruff format --check forecaster tests
+	$(BIN)/mypy
+
+check: venv
+	$(BIN)/forecaster check -c $(CONFIG)
+
+demo: venv prometheus
+	$(BIN)/python -m forecaster.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-state

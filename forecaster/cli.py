@@ -1,0 +1,197 @@
+"""The ``forecaster`` command: run, check, forecast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import TextIO
+
+from prometheus_client import CollectorRegistry, disable_created_metrics
+
+from forecaster import config as config_module
+from forecaster.config import Config, parse_listen
+from forecaster.errors import ConfigError, ForecasterError
+from forecaster.exporter import Board, ForecastCollector, SelfMetrics
+from forecaster.prometheus import PrometheusSource
+from forecaster.scheduler import Scheduler
+from forecaster.server import MetricsServer
+from forecaster.state import ForecastState, StateStore
+from forecaster.trainer import Trainer, format_labels
+
+log = logging.getLogger("forecaster")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # One line per HTTP request or scheduled run drowns the service's own log.
+    for noisy in ("httpx", "apscheduler.executors.default", "apscheduler.scheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    try:
+        config = config_module.load(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        command: int = args.handler(config, args)
+        return command
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_INVALID
+    except ForecasterError as exc:
+        print(f"forecaster: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forecaster", description="Prophet forecasts of Prometheus series, exposed for Prometheus to scrape."
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="serve forecasts on /metrics and retrain on schedule")
+    run.add_argument("-c", "--config", required=True, metavar="FILE")
+    run.add_argument("--listen", metavar="HOST:PORT", help="overrides server.listen")
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser("check", help="validate a config file; exit 0 when valid, 2 when not")
+    check.add_argument("-c", "--config", required=True, metavar="FILE")
+    check.set_defaults(handler=_check)
+
+    forecast = commands.add_parser("forecast", help="run one retrain cycle in the foreground and print it")
+    forecast.add_argument("-c", "--config", required=True, metavar="FILE")
+    forecast.add_argument("--name", help="only this forecast")
+    forecast.add_argument("--format", choices=["table", "jsonl"], default="table")
+    forecast.set_defaults(handler=_forecast)
+    return parser
+
+
+def _check(config: Config, args: argparse.Namespace) -> int:
+    names = ", ".join(f.name for f in config.forecasts)
+    print(f"{args.config}: valid, {len(config.forecasts)} forecast(s): {names}")
+    return EXIT_OK
+
+
+class _Service:
+    """Everything ``run`` and ``forecast`` share, built from the config in one place."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.registry = CollectorRegistry()
+        self.metrics = SelfMetrics(self.registry, config.forecasts)
+        self.board = Board(config.forecasts)
+        self.registry.register(ForecastCollector(self.board))
+        self.store = StateStore(config.state_dir)
+        self.source = PrometheusSource.from_config(config.prometheus)
+        self.trainer = Trainer(self.source, self.store, self.board, self.metrics)
+
+    def load_state(self) -> int:
+        self.store.clean_temporaries()
+        loaded = 0
+        for forecast in self.config.forecasts:
+            state = self.store.load(forecast.name, forecast.query)
+            if state is not None:
+                self.trainer.adopt(state)
+                loaded += 1
+        return loaded
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    listen = args.listen or config.server.listen
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError([f"--listen: {exc}"]) from None
+    service = _Service(config)
+    ready = threading.Event()
+    try:
+        server = MetricsServer(service.registry, host, port, ready)
+    except OSError as exc:
+        raise ForecasterError(f"cannot listen on {listen}: {exc.strerror}; choose another with --listen") from None
+    server.start()
+    log.info("serving /metrics on http://%s:%d", *server.address)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    loaded = service.load_state()
+    ready.set()
+    log.info("loaded %d stored forecast(s) from %s", loaded, config.state_dir)
+    scheduler = Scheduler(service.trainer, config.forecasts)
+    scheduler.start()
+    while not stopping.wait(1.0):
+        pass
+    service.trainer.stop.set()
+    scheduler.shutdown()
+    server.stop()
+    service.source.close()
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _forecast(config: Config, args: argparse.Namespace) -> int:
+    forecasts = [config.forecast(args.name)] if args.name else list(config.forecasts)
+    service = _Service(config)
+    service.load_state()
+    failed = 0
+    for forecast in forecasts:
+        state = service.trainer.run(forecast)
+        if state is None:
+            failed += 1
+            continue
+        print_state(state, args.format, sys.stdout)
+    service.source.close()
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def print_state(state: ForecastState, fmt: str, out: TextIO) -> None:
+    if fmt == "jsonl":
+        for series in state.series:
+            frame = series.frame
+            for i in range(len(frame.ds)):
+                record = {
+                    "forecast": state.forecast,
+                    "labels": series.labels,
+                    "ds": int(frame.ds[i]),
+                    "yhat": float(frame.yhat[i]),
+                    "yhat_lower": float(frame.yhat_lower[i]),
+                    "yhat_upper": float(frame.yhat_upper[i]),
+                }
+                out.write(json.dumps(record) + "\n")
+        return
+    out.write(
+        f"forecast {state.forecast}: {len(state.series)} series, fit at "
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(state.fit_time))}\n"
+    )
+    out.write(f"{'time (UTC)':<22}{'yhat':>14}{'yhat_lower':>14}{'yhat_upper':>14}\n")
+    for series in state.series:
+        out.write(f"{format_labels(series.labels)}\n")
+        frame = series.frame
+        for i in range(len(frame.ds)):
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(frame.ds[i]))
+            out.write(f"  {when:<20}{frame.yhat[i]:>14.6g}{frame.yhat_lower[i]:>14.6g}{frame.yhat_upper[i]:>14.6g}\n")

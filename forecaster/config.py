@@ -1,0 +1,353 @@
+"""The configuration file: parsed and validated once, at start-up.
+
+Every problem in a file is gathered and reported together, each with its
+path (``forecasts[1].horizon: '1x' is not a duration``), so a user fixes a
+broken config in one pass instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from forecaster.errors import ConfigError
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_DURATION_RE = re.compile(r"^((\d+)(ms|s|m|h|d|w|y))+$")
+_DURATION_PART_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A Prometheus-style duration that remembers how the user wrote it.
+
+    The text matters: a ``horizons`` entry is exposed as the ``horizon`` label
+    exactly as written, so ``1h`` and ``60m`` stay what the user chose.
+    """
+
+    text: str
+    seconds: float
+
+    @classmethod
+    def parse(cls, value: object) -> Duration:
+        if isinstance(value, Duration):
+            return value
+        if not isinstance(value, str) or not _DURATION_RE.match(value):
+            raise ValueError(f"{value!r} is not a duration (use Prometheus syntax: 30s, 5m, 1h, 1d, 1w)")
+        seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART_RE.findall(value))
+        return cls(value, float(seconds))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+DurationField = Annotated[Duration, BeforeValidator(Duration.parse)]
+
+
+def _positive(field: str, value: Duration | None) -> Duration | None:
+    if value is not None and value.seconds <= 0:
+        raise ValueError(f"{value.text!r} must be longer than zero")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+
+class BasicAuth(_Strict):
+    username: str
+    password_file: Path
+
+
+class TLSConfig(_Strict):
+    ca_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+
+class PrometheusConfig(_Strict):
+    url: str
+    timeout: DurationField = Duration.parse("30s")
+    bearer_token_file: Path | None = None
+    basic_auth: BasicAuth | None = None
+    tls: TLSConfig = TLSConfig()
+    headers: dict[str, str] = Field(default_factory=dict)
+    retries: int = Field(default=3, ge=0, le=10)
+    max_concurrency: int = Field(default=4, ge=1, le=64)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: Duration) -> Duration:
+        _positive("timeout", value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusConfig:
+        if self.bearer_token_file is not None and self.basic_auth is not None:
+            raise ValueError("set bearer_token_file or basic_auth, not both")
+        return self
+
+
+class ServerConfig(_Strict):
+    listen: str = "0.0.0.0:9095"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:9095`` for IPv6) into host and port."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (for example 0.0.0.0:9095)")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class ProphetOptions(_Strict):
+    """The Prophet constructor options a user may set; anything else is refused."""
+
+    growth: Literal["linear", "flat"] | None = None
+    n_changepoints: int | None = Field(default=None, ge=0)
+    changepoint_range: float | None = Field(default=None, gt=0, le=1)
+    yearly_seasonality: bool | int | Literal["auto"] | None = None
+    weekly_seasonality: bool | int | Literal["auto"] | None = None
+    daily_seasonality: bool | int | Literal["auto"] | None = None
+    seasonality_mode: Literal["additive", "multiplicative"] | None = None
+    seasonality_prior_scale: float | None = Field(default=None, gt=0)
+    changepoint_prior_scale: float | None = Field(default=None, gt=0)
+    uncertainty_samples: int | None = Field(default=None, ge=0)
+    scaling: Literal["absmax", "minmax"] | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class Settings(_Strict):
+    """The keys that ``defaults`` sets and each forecast may override."""
+
+    history: DurationField | None = None
+    step: DurationField | None = None
+    horizon: DurationField | None = None
+    horizons: list[DurationField] | None = None
+    retrain_every: DurationField | None = None
+    interval_width: float | None = Field(default=None, gt=0, lt=1)
+    min_points: int | None = Field(default=None, ge=3)
+    max_series: int | None = Field(default=None, ge=1)
+    prophet: ProphetOptions | None = None
+
+    @field_validator("history", "step", "horizon", "retrain_every")
+    @classmethod
+    def _positive_duration(cls, value: Duration | None) -> Duration | None:
+        return _positive("", value)
+
+
+BUILTIN_DEFAULTS = Settings(
+    history=Duration.parse("28d"),
+    step=Duration.parse("5m"),
+    horizon=Duration.parse("1d"),
+    horizons=[Duration.parse("1h")],
+    retrain_every=Duration.parse("1h"),
+    interval_width=0.8,
+    min_points=20,
+    max_series=1000,
+    prophet=ProphetOptions(),
+)
+
+
+class ForecastEntry(Settings):
+    name: str
+    query: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid name (letters, digits and _, not starting with a digit)")
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class _File(_Strict):
+    prometheus: PrometheusConfig
+    server: ServerConfig = ServerConfig()
+    state_dir: Path = Path("./forecaster-state")
+    defaults: Settings = Settings()
+    forecasts: list[ForecastEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> _File:
+        seen: set[str] = set()
+        for entry in self.forecasts:
+            if entry.name in seen:
+                raise ValueError(f"forecast name {entry.name!r} is used more than once")
+            seen.add(entry.name)
+        return self
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """One forecast with every setting resolved (its own, else defaults, else built-in)."""
+
+    name: str
+    query: str
+    history: Duration
+    step: Duration
+    horizon: Duration
+    horizons: tuple[Duration, ...]
+    retrain_every: Duration
+    interval_width: float
+    min_points: int
+    max_series: int
+    prophet: dict[str, Any]
+
+    @property
+    def points_per_fit(self) -> int:
+        return int(self.history.seconds // self.step.seconds)
+
+
+@dataclass(frozen=True)
+class Config:
+    prometheus: PrometheusConfig
+    server: ServerConfig
+    state_dir: Path
+    forecasts: tuple[Forecast, ...]
+
+    def forecast(self, name: str) -> Forecast:
+        for forecast in self.forecasts:
+            if forecast.name == name:
+                return forecast
+        names = ", ".join(f.name for f in self.forecasts)
+        raise ConfigError([f"no forecast named {name!r}; the config has: {names}"])
+
+
+def _resolve(entry: ForecastEntry, defaults: Settings, index: int) -> tuple[Forecast | None, list[str]]:
+    def pick(key: str) -> Any:
+        for layer in (entry, defaults, BUILTIN_DEFAULTS):
+            value = getattr(layer, key)
+            if value is not None:
+                return value
+        raise AssertionError(key)
+
+    prophet = {**BUILTIN_DEFAULTS.prophet.as_kwargs()}  # type: ignore[union-attr]
+    for layer in (defaults, entry):
+        if layer.prophet is not None:
+            prophet.update(layer.prophet.as_kwargs())
+    forecast = Forecast(
+        name=entry.name,
+        query=entry.query,
+        history=pick("history"),
+        step=pick("step"),
+        horizon=pick("horizon"),
+        horizons=tuple(pick("horizons")),
+        retrain_every=pick("retrain_every"),
+        interval_width=pick("interval_width"),
+        min_points=pick("min_points"),
+        max_series=pick("max_series"),
+        prophet=prophet,
+    )
+    where = f"forecasts[{index}]"
+    problems = []
+    for i, h in enumerate(forecast.horizons):
+        if h.seconds > forecast.horizon.seconds:
+            problems.append(f"{where}.horizons[{i}]: {h.text!r} exceeds horizon {forecast.horizon.text!r}")
+        if h.seconds <= 0:
+            problems.append(f"{where}.horizons[{i}]: {h.text!r} must be longer than zero (0s is always exposed)")
+    if len({h.seconds for h in forecast.horizons}) != len(forecast.horizons):
+        problems.append(f"{where}.horizons: entries must be distinct")
+    if forecast.step.seconds > forecast.horizon.seconds:
+        problems.append(f"{where}.step: {forecast.step.text!r} is longer than horizon {forecast.horizon.text!r}")
+    if forecast.history.seconds < 2 * forecast.step.seconds:
+        problems.append(
+            f"{where}.history: {forecast.history.text!r} holds fewer than two steps of {forecast.step.text!r}"
+        )
+    return (None if problems else forecast), problems
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith("function-") or part in ("str", "int", "float", "bool", "literal"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def parse(data: object, source: str = "config") -> Config:
+    """Validate a loaded YAML document; raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: expected a mapping with prometheus and forecasts, got {type(data).__name__}"])
+    try:
+        parsed = _File.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            path = _path(error["loc"])
+            line = f"{path}: {_message(error)}" if path else _message(error)
+            if line not in problems:
+                problems.append(line)
+        raise ConfigError(problems) from None
+    forecasts, problems = [], []
+    for index, entry in enumerate(parsed.forecasts):
+        forecast, found = _resolve(entry, parsed.defaults, index)
+        problems.extend(found)
+        if forecast is not None:
+            forecasts.append(forecast)
+    if problems:
+        raise ConfigError(problems)
+    return Config(parsed.prometheus, parsed.server, parsed.state_dir, tuple(forecasts))
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the config file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    return parse(data, str(path))

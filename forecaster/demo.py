@@ -1,0 +1,171 @@
+"""``make demo``: a local Prometheus with weeks of realistic history, and the forecaster on it.
+
+Starts the distribution's Prometheus on 127.0.0.1:9090 (or a free port),
+back-fills three weeks of synthetic traffic, latency and disk series through
+remote write, keeps appending live samples (never future-dated), runs
+``forecaster run`` on 127.0.0.1:9095, and prints where to look.
+Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import numpy as np
+import yaml
+
+from forecaster.local_prometheus import LocalPrometheus, free_port
+from forecaster.remote_write import TimeSeries, push
+from forecaster.synthetic import DAY, Signal, grid
+
+HISTORY_DAYS = 21
+STEP = 60.0
+LIVE_EVERY = 15.0
+
+SERIES: dict[tuple[tuple[str, str], ...], Signal] = {
+    (("__name__", "demo_http_requests_per_second"), ("job", "api"), ("zone", "eu")): Signal(
+        base=120, daily=60, weekly=25, trend_per_day=0.8, noise=6, phase=0.0
+    ),
+    (("__name__", "demo_http_requests_per_second"), ("job", "api"), ("zone", "us")): Signal(
+        base=200, daily=90, weekly=30, trend_per_day=1.5, noise=9, phase=2.2
+    ),
+    (("__name__", "demo_http_requests_per_second"), ("job", "web")): Signal(
+        base=45, daily=20, weekly=8, noise=3, phase=1.0
+    ),
+    (("__name__", "demo_disk_free_bytes"), ("device", "sda1"), ("instance", "db-1"), ("mountpoint", "/data")): Signal(
+        base=260e9, daily=0.6e9, trend_per_day=-6e9, noise=0.15e9, phase=0.5
+    ),
+}
+
+
+def _config(prometheus_url: str, state_dir: Path) -> dict[str, object]:
+    return {
+        "prometheus": {"url": prometheus_url, "timeout": "30s"},
+        "server": {"listen": "127.0.0.1:9095"},
+        "state_dir": str(state_dir),
+        "defaults": {
+            "history": f"{HISTORY_DAYS}d",
+            "step": "5m",
+            "horizon": "2d",
+            "horizons": ["1h", "1d"],
+            "retrain_every": "15m",
+        },
+        "forecasts": [
+            {"name": "http_requests", "query": "demo_http_requests_per_second"},
+            {"name": "disk_free", "query": "demo_disk_free_bytes", "history": "7d"},
+        ],
+    }
+
+
+def _history(end: float) -> list[TimeSeries]:
+    t = grid(end, HISTORY_DAYS * DAY, STEP)
+    ms = (t * 1000).astype(np.int64).tolist()
+    return [TimeSeries(dict(key), ms, sig.sample(t, seed=i).tolist()) for i, (key, sig) in enumerate(SERIES.items())]
+
+
+def _live(now: float, rng: np.random.Generator) -> list[TimeSeries]:
+    at = math.floor(now)
+    return [
+        TimeSeries(dict(key), [at * 1000], [float(sig.clean(at)) + float(rng.normal(0, sig.noise))])
+        for key, sig in SERIES.items()
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m forecaster.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--state-dir", default="demo-state", type=Path)
+    parser.add_argument("--prometheus-port", type=int, default=9090)
+    args = parser.parse_args(argv)
+
+    port = args.prometheus_port if _port_free(args.prometheus_port) else free_port()
+    if not _port_free(9095):
+        print("demo: port 9095 is taken (another forecaster?); stop it and run make demo again", file=sys.stderr)
+        return 1
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    prometheus = LocalPrometheus(port=port, scrape_targets=["127.0.0.1:9095"], scrape_interval="15s")
+    print(f"demo: starting Prometheus on {prometheus.url} (data in {prometheus.dir})", flush=True)
+    prometheus.start()
+    forecaster: subprocess.Popen[bytes] | None = None
+    stopping = False
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        started = time.monotonic()
+        sent = push(prometheus.write_url, _history(time.time() - 1))
+        print(f"demo: loaded {sent:,} samples of {HISTORY_DAYS}-day history in {time.monotonic() - started:.1f}s")
+        config_path = args.state_dir / "forecaster.yml"
+        config_path.write_text(yaml.safe_dump(_config(prometheus.url, args.state_dir / "state"), sort_keys=False))
+        forecaster = subprocess.Popen([sys.executable, "-m", "forecaster", "run", "-c", str(config_path)])
+        _announce(prometheus.url, config_path)
+        rng = np.random.default_rng()
+        while not stopping:
+            push(prometheus.write_url, _live(time.time() - 1, rng))
+            if forecaster.poll() is not None:
+                print(f"demo: the forecaster exited with {forecaster.returncode}", file=sys.stderr)
+                return 1
+            deadline = time.monotonic() + LIVE_EVERY
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(0.2)
+        return 0
+    finally:
+        if forecaster is not None and forecaster.poll() is None:
+            forecaster.terminate()
+            forecaster.wait(30)
+        prometheus.cleanup()
+        print("demo: stopped")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _announce(prometheus_url: str, config_path: Path) -> None:
+    query = (
+        'demo_http_requests_per_second{job="api",zone="eu"} '
+        'or forecast_yhat{forecast="http_requests",horizon="0s",job="api",zone="eu"}'
+    )
+    graph = f"{prometheus_url}/graph?g0.expr={_quote(query)}&g0.tab=0&g0.range_input=2d"
+    print(
+        f"""
+demo: ready. The first fits take a few seconds.
+  Prometheus        {prometheus_url}
+  forecaster        http://127.0.0.1:9095/metrics   (config: {config_path})
+  actual vs forecast, in Prometheus' graph page:
+    {query}
+  {graph}
+  the band:  forecast_yhat_lower{{forecast="http_requests"}}  and  forecast_yhat_upper{{forecast="http_requests"}}
+  an hour ahead:  forecast_yhat{{forecast="http_requests",horizon="1h"}}
+Ctrl-C stops the demo.
+""",
+        flush=True,
+    )
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Reading history from Prometheus' HTTP API.
+
+One shared httpx client serves every forecast. Long ranges are split into
+chunks under Prometheus' 11,000-points-per-series limit, fetched with bounded
+concurrency and stitched back together; transient failures (connection
+refused, timeouts, 5xx, 429) are retried with jittered backoff, while a query
+Prometheus refuses (``bad_data``) fails at once with Prometheus' own message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from forecaster.config import PrometheusConfig
+from forecaster.errors import BadQueryError, ForecasterError, QueryError
+
+log = logging.getLogger(__name__)
+
+# Prometheus refuses more than 11,000 points per series; stay well clear.
+MAX_POINTS_PER_QUERY = 10_000
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+_BACKOFF_BASE = 0.5
+_BACKOFF_CAP = 10.0
+
+Labels = dict[str, str]
+
+
+def series_key(labels: Labels) -> tuple[tuple[str, str], ...]:
+    """A hashable identity for a label set, independent of label order."""
+    return tuple(sorted(labels.items()))
+
+
+@dataclass
+class Series:
+    """One series of a query result: its labels (no ``__name__``) and samples in time order."""
+
+    labels: Labels
+    timestamps: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: float
+    end: float
+
+
+def plan_chunks(start: float, end: float, step: float, max_points: int = MAX_POINTS_PER_QUERY) -> list[Chunk]:
+    """Split [start, end] into step-aligned chunks that each return at most max_points per series.
+
+    Chunk boundaries sit on the step grid (multiples of ``step`` since the
+    epoch) and consecutive chunks do not share a step, so stitching needs no
+    de-duplication and leaves no hole.
+    """
+    first = math.ceil(start / step) * step
+    last = math.floor(end / step) * step
+    chunks = []
+    cursor = first
+    while cursor <= last:
+        chunk_end = min(cursor + (max_points - 1) * step, last)
+        chunks.append(Chunk(cursor, chunk_end))
+        cursor = chunk_end + step
+    return chunks
+
+
+def _load_secret(path: Any, what: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError as exc:
+        raise ForecasterError(f"prometheus.{what}: cannot read {path}: {exc.strerror}") from None
+
+
+def build_http_client(config: PrometheusConfig) -> httpx.Client:
+    """The one httpx client for Prometheus, with timeouts, auth and TLS from the config."""
+    headers = dict(config.headers)
+    auth = None
+    if config.bearer_token_file is not None:
+        headers["Authorization"] = "Bearer " + _load_secret(config.bearer_token_file, "bearer_token_file")
+    if config.basic_auth is not None:
+        password = _load_secret(config.basic_auth.password_file, "basic_auth.password_file")
+        auth = httpx.BasicAuth(config.basic_auth.username, password)
+    verify: Any = True
+    if config.tls.insecure_skip_verify:
+        verify = False
+    elif config.tls.ca_file is not None:
+        import ssl
+
+        try:
+            verify = ssl.create_default_context(cafile=str(config.tls.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ForecasterError(f"prometheus.tls.ca_file: cannot load {config.tls.ca_file}: {exc}") from None
+    seconds = config.timeout.seconds
+    return httpx.Client(
+        base_url=config.url,
+        headers=headers,
+        auth=auth,
+        verify=verify,
+        timeout=httpx.Timeout(seconds, connect=min(seconds, 10.0)),
+        limits=httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency),
+    )
+
+
+def _parse_float(text: str) -> float:
+    # Prometheus writes NaN and ±Inf as strings; float() understands them.
+    return float(text)
+
+
+class PrometheusSource:
+    """Fetches a forecast's history. Takes its httpx client so tests can inject a transport."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        retries: int = 3,
+        max_concurrency: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        max_points: int = MAX_POINTS_PER_QUERY,
+    ) -> None:
+        self._client = client
+        self._retries = retries
+        self._max_concurrency = max_concurrency
+        self._sleep = sleep
+        self._max_points = max_points
+
+    @classmethod
+    def from_config(cls, config: PrometheusConfig) -> PrometheusSource:
+        return cls(build_http_client(config), retries=config.retries, max_concurrency=config.max_concurrency)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def query_range(self, query: str, start: float, end: float, step: float, *, forecast: str) -> list[Series]:
+        """All series of ``query`` over [start, end] at ``step``, as many chunks as needed."""
+        chunks = plan_chunks(start, end, step, self._max_points)
+        if not chunks:
+            return []
+
+        def fetch(chunk: Chunk) -> list[dict[str, Any]]:
+            params = {"query": query, "start": _fmt(chunk.start), "end": _fmt(chunk.end), "step": _fmt(step)}
+            data = self._get("/api/v1/query_range", params, query=query, forecast=forecast)
+            if data.get("resultType") != "matrix":
+                raise QueryError(
+                    f"expected a range vector (matrix), Prometheus returned {data.get('resultType')!r}",
+                    forecast=forecast,
+                    query=query,
+                )
+            result: list[dict[str, Any]] = data.get("result", [])
+            return result
+
+        if len(chunks) == 1:
+            parts = [fetch(chunks[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self._max_concurrency, len(chunks))) as pool:
+                parts = list(pool.map(fetch, chunks))
+        return _stitch(parts, forecast=forecast, query=query)
+
+    def query(self, query: str, at: float, *, forecast: str) -> list[tuple[Labels, float]]:
+        """An instant query: each series' labels and value at ``at``."""
+        data = self._get("/api/v1/query", {"query": query, "time": _fmt(at)}, query=query, forecast=forecast)
+        if data.get("resultType") != "vector":
+            raise QueryError(
+                f"expected an instant vector, Prometheus returned {data.get('resultType')!r}",
+                forecast=forecast,
+                query=query,
+            )
+        out = []
+        for item in data.get("result", []):
+            labels = {k: v for k, v in item["metric"].items() if k != "__name__"}
+            out.append((labels, _parse_float(item["value"][1])))
+        return out
+
+    def _get(self, path: str, params: dict[str, str], *, query: str, forecast: str) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            try:
+                return self._get_once(path, params, query=query, forecast=forecast)
+            except _Retryable as exc:
+                if attempt >= self._retries:
+                    raise QueryError(
+                        f"{exc} (gave up after {attempt + 1} attempts; is Prometheus up and reachable?)",
+                        forecast=forecast,
+                        query=query,
+                    ) from None
+                delay = exc.retry_after or min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)
+                delay *= random.uniform(0.5, 1.0) if exc.retry_after is None else 1.0
+                log.info("forecast %r: %s; retrying in %.1fs", forecast, exc, delay)
+                self._sleep(delay)
+                attempt += 1
+
+    def _get_once(self, path: str, params: dict[str, str], *, query: str, forecast: str) -> dict[str, Any]:
+        try:
+            response = self._client.get(path, params=params)
+        except httpx.TimeoutException:
+            raise _Retryable("Prometheus did not answer within the timeout") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"cannot reach Prometheus: {exc.__class__.__name__}: {exc}") from None
+        if response.status_code in _RETRY_STATUS:
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            raise _Retryable(f"Prometheus answered HTTP {response.status_code}{_error_text(response)}", retry_after)
+        try:
+            body = response.json()
+        except ValueError:
+            if response.is_success:
+                raise _Retryable(
+                    f"Prometheus answered HTTP {response.status_code} with a body that is not JSON"
+                ) from None
+            raise QueryError(
+                f"Prometheus answered HTTP {response.status_code}: {response.text[:200]!r}",
+                forecast=forecast,
+                query=query,
+            ) from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error", "no error message") if isinstance(body, dict) else "unexpected answer"
+            kind = body.get("errorType", "") if isinstance(body, dict) else ""
+            cls = BadQueryError if kind == "bad_data" or response.status_code in (400, 422) else QueryError
+            raise cls(f"Prometheus: {kind + ': ' if kind else ''}{error}", forecast=forecast, query=query)
+        for warning in body.get("warnings", []) or []:
+            log.warning("forecast %r: Prometheus warns about query %r: %s", forecast, query, warning)
+        data: dict[str, Any] = body.get("data", {})
+        return data
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(header: str | None) -> float | None:
+    if header is None:
+        return None
+    try:
+        return min(_BACKOFF_CAP, max(0.0, float(header)))
+    except ValueError:
+        return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return f": {body.get('error')}" if isinstance(body, dict) and body.get("error") else ""
+    except ValueError:
+        return ""
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+def _stitch(parts: Iterable[list[dict[str, Any]]], *, forecast: str, query: str) -> list[Series]:
+    merged: dict[tuple[tuple[str, str], ...], tuple[Labels, list[np.ndarray], list[np.ndarray]]] = {}
+    for part in parts:
+        for item in part:
+            labels = {k: v for k, v in item["metric"].items() if k != "__name__"}
+            values = item.get("values", [])
+            if not values:
+                continue
+            ts = np.fromiter((float(v[0]) for v in values), dtype=np.float64, count=len(values))
+            ys = np.fromiter((_parse_float(v[1]) for v in values), dtype=np.float64, count=len(values))
+            entry = merged.setdefault(series_key(labels), (labels, [], []))
+            entry[1].append(ts)
+            entry[2].append(ys)
+    out = []
+    for labels, ts_parts, ys_parts in merged.values():
+        ts = np.concatenate(ts_parts)
+        ys = np.concatenate(ys_parts)
+        order = np.argsort(ts, kind="stable")
+        ts, ys = ts[order], ys[order]
+        keep = np.concatenate(([True], np.diff(ts) > 0))
+        out.append(Series(labels, ts[keep], ys[keep]))
+    return out

@@ -1,0 +1,73 @@
+"""The HTTP endpoints: ``/metrics``, ``/healthz`` (alive) and ``/readyz`` (state loaded)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+log = logging.getLogger(__name__)
+
+_INDEX = b"""<html><head><title>forecaster</title></head><body><h1>forecaster</h1>
+<ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li>
+<li><a href="/readyz">/readyz</a></li></ul></body></html>
+"""
+
+
+class MetricsServer:
+    """Serves the registry on a background thread; ``ready`` gates ``/readyz``."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int, ready: threading.Event) -> None:
+        handler = _handler(registry, ready)
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._httpd.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _handler(registry: CollectorRegistry, ready: threading.Event) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "forecaster"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                self._send(200, encoder(registry), content_type)
+            elif path == "/healthz":
+                self._send(200, b"ok\n")
+            elif path == "/readyz":
+                if ready.is_set():
+                    self._send(200, b"ready\n")
+                else:
+                    self._send(503, b"loading state\n")
+            elif path == "/":
+                self._send(200, _INDEX, "text/html; charset=utf-8")
+            else:
+                self._send(404, b"not found; try /metrics\n")
+
+        def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
+            log.debug("%s %s", self.address_string(), format % args)
+
+    return Handler

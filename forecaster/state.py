@@ -1,0 +1,148 @@
+"""Durable per-forecast state in ``state_dir``: what is needed to serve and to refit.
+
+One JSON file per forecast, ``<state_dir>/forecasts/<name>.json``, written
+atomically (temporary file, fsync, rename, fsync of the directory) so that a
+crash at any moment leaves either the old or the new file, never half of one.
+A file that cannot be read, is corrupt, or belongs to another format or
+version is moved aside as ``<name>.json.bad-<unix time>`` and the forecast is
+refitted; it never stops the service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forecaster.model import Frame
+from forecaster.prometheus import Labels
+
+log = logging.getLogger(__name__)
+
+FORMAT = "forecaster-state"
+VERSION = 1
+
+
+@dataclass
+class SeriesState:
+    labels: Labels
+    frame: Frame
+    params: dict[str, Any] = field(default_factory=dict)
+    points: int = 0
+
+
+@dataclass
+class ForecastState:
+    """The latest successful fit of one forecast."""
+
+    forecast: str
+    query: str
+    fit_time: float
+    series: list[SeriesState]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "forecast": self.forecast,
+            "query": self.query,
+            "fit_time": self.fit_time,
+            "series": [
+                {
+                    "labels": s.labels,
+                    "ds": s.frame.ds.tolist(),
+                    "yhat": s.frame.yhat.tolist(),
+                    "yhat_lower": s.frame.yhat_lower.tolist(),
+                    "yhat_upper": s.frame.yhat_upper.tolist(),
+                    "params": s.params,
+                    "points": s.points,
+                }
+                for s in self.series
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> ForecastState:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError("not a forecaster state file")
+        if data.get("version") != VERSION:
+            raise ValueError(f"state format version {data.get('version')!r}, this forecaster reads {VERSION}")
+        series = []
+        for item in data["series"]:
+            arrays = [np.asarray(item[k], dtype=np.float64) for k in ("ds", "yhat", "yhat_lower", "yhat_upper")]
+            if len({len(a) for a in arrays}) != 1:
+                raise ValueError(f"series {item['labels']}: frame arrays differ in length")
+            if not all(np.isfinite(a).all() for a in arrays):
+                raise ValueError(f"series {item['labels']}: frame holds NaN or Inf")
+            labels = {str(k): str(v) for k, v in item["labels"].items()}
+            series.append(SeriesState(labels, Frame(*arrays), dict(item.get("params", {})), int(item.get("points", 0))))
+        return cls(str(data["forecast"]), str(data["query"]), float(data["fit_time"]), series)
+
+
+def atomic_write(path: Path, payload: bytes) -> None:
+    """Replace ``path`` with ``payload`` so that readers see the old or the new file, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StateStore:
+    def __init__(self, state_dir: Path) -> None:
+        self.root = Path(state_dir)
+        self.forecasts_dir = self.root / "forecasts"
+
+    def path(self, forecast: str) -> Path:
+        return self.forecasts_dir / f"{forecast}.json"
+
+    def save(self, state: ForecastState) -> None:
+        atomic_write(self.path(state.forecast), json.dumps(state.to_json(), separators=(",", ":")).encode())
+
+    def load(self, forecast: str, query: str) -> ForecastState | None:
+        """The stored state of ``forecast``, or None when there is none usable."""
+        path = self.path(forecast)
+        if not path.exists():
+            return None
+        try:
+            state = ForecastState.from_json(json.loads(path.read_bytes()))
+            if state.forecast != forecast:
+                raise ValueError(f"the file holds forecast {state.forecast!r}")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
+            log.error(
+                "forecast %r: state file %s is unusable (%s); moved it to %s and will refit", forecast, path, exc, aside
+            )
+            try:
+                os.replace(path, aside)
+            except OSError as move_error:
+                log.error("forecast %r: could not move %s aside: %s", forecast, path, move_error)
+            return None
+        if state.query != query:
+            log.info("forecast %r: the query changed since the stored fit; ignoring the stored forecast", forecast)
+            return None
+        return state
+
+    def clean_temporaries(self) -> None:
+        """Remove temporary files a crash left behind mid-write."""
+        if self.forecasts_dir.is_dir():
+            for leftover in self.forecasts_dir.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)

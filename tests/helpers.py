@@ -1,0 +1,91 @@
+"""Shared pieces of the integration tests: synthetic history, the service as a subprocess, polling."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import yaml
+
+from forecaster.remote_write import TimeSeries
+from forecaster.synthetic import Signal, grid
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def history(labels: dict[str, str], signal_: Signal, *, span: float, step: float, seed: int = 0) -> TimeSeries:
+    """Synthetic history that ends a minute ago, as remote-write input."""
+    t = grid(time.time() - 60, span, step)
+    return TimeSeries(labels, (t * 1000).astype(np.int64).tolist(), signal_.sample(t, seed).tolist())
+
+
+class Service:
+    """``forecaster run`` as a real subprocess."""
+
+    def __init__(self, config_path: Path, port: int, log_path: Path) -> None:
+        self.config_path = config_path
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child owns it)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "forecaster",
+                "run",
+                "-c",
+                str(self.config_path),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for(lambda: self.get("/healthz").status_code == 200, 30, "the service to answer /healthz")
+        return self
+
+    def get(self, path: str) -> httpx.Response:
+        try:
+            return httpx.get(self.url + path, timeout=5)
+        except httpx.HTTPError:
+            return httpx.Response(599)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # retried until the deadline; reported if it never succeeds
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {last_error}" if last_error else ""))
+
+
+def write_config(path: Path, data: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

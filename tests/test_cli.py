@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from forecaster import config
+from forecaster.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _readme_example() -> str:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"## Configuration.*?```yaml\n(.*?)```", text, re.S)
+    assert block is not None
+    return block.group(1)
+
+
+def test_readme_example_is_the_shipped_example_and_is_valid(tmp_path, capsys):
+    shipped = (REPO / "examples" / "forecaster.yml").read_text()
+    assert config.parse(__import__("yaml").safe_load(_readme_example())) == config.load(
+        REPO / "examples/forecaster.yml"
+    )
+    assert _readme_example().strip() in shipped
+    path = tmp_path / "readme.yml"
+    path.write_text(_readme_example())
+    assert main(["check", "-c", str(path)]) == 0
+    assert "valid, 1 forecast(s): http_requests" in capsys.readouterr().out
+
+
+def test_check_names_every_problem_and_exits_2(tmp_path):
+    path = tmp_path / "bad.yml"
+    path.write_text(
+        "prometheus: {timeout: 30s}\n"
+        "forecasts:\n"
+        "  - {name: ok, query: up}\n"
+        "  - {name: broken, query: up, horizon: 1x}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "forecaster", "check", "-c", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "prometheus.url: required" in result.stderr
+    assert "forecasts[1].horizon: '1x' is not a duration" in result.stderr
+
+
+def test_check_missing_file_exits_2(tmp_path, capsys):
+    assert main(["check", "-c", str(tmp_path / "nope.yml")]) == 2
+    assert "cannot read the config file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["table", "jsonl"])
+def test_forecast_unknown_name_is_a_config_error(tmp_path, capsys, fmt):
+    path = tmp_path / "c.yml"
+    path.write_text("prometheus: {url: http://127.0.0.1:1}\nforecasts: [{name: a, query: up}]\n")
+    assert main(["forecast", "-c", str(path), "--name", "b", "--format", fmt]) == 2
+    assert "no forecast named 'b'" in capsys.readouterr().err
