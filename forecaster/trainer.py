@@ -88,39 +88,18 @@ class Trainer:
         step = forecast.step.seconds
         fit_time = math.floor(now / step) * step
         try:
-            series = self._source.query_range(
-                forecast.query, fit_time - forecast.history.seconds, fit_time, step, forecast=forecast.name
-            )
+            series = self._fetch(forecast, fit_time)
         except QueryError as exc:
             self._metrics.errors.labels(forecast.name, "query").inc()
             log.error("%s; keeping the previous forecast", exc)
             return None
-        self._metrics.points_fetched.labels(forecast.name).inc(sum(len(s.timestamps) for s in series))
         if not series:
             log.warning(
                 "forecast %r: query %r returned no series; keeping the previous forecast", forecast.name, forecast.query
             )
             return None
         series = self._guard_cardinality(forecast, series)
-        previous = {series_key(s.labels): s for s in (self._current.get(forecast.name) or _empty(forecast)).series}
-        spec = fit_spec(forecast)
-        fitted: list[SeriesState] = []
-        for item in series:
-            if self.stop.is_set():
-                raise Stopped
-            key = series_key(item.labels)
-            before = previous.get(key)
-            fit_started = time.monotonic()
-            try:
-                result = fit_predict(item.timestamps, item.values, fit_time, spec, before.params if before else None)
-            except Skip as skip:
-                self._skipped(forecast, item, skip)
-                if before is not None and skip.reason in _STAGE_OF_REASON:
-                    fitted.append(before)
-                continue
-            finally:
-                self._metrics.fit_duration.labels(forecast.name).observe(time.monotonic() - fit_started)
-            fitted.append(SeriesState(item.labels, result.frame, result.params, result.points))
+        fitted = self._fit_all(forecast, series, fit_time)
         if not fitted:
             log.warning(
                 "forecast %r: no series could be fitted this time; keeping the previous forecast", forecast.name
@@ -143,6 +122,40 @@ class Trainer:
         self._metrics.series.labels(forecast.name).set(len(fitted))
         log.info("forecast %r: fitted %d of %d series", forecast.name, len(fitted), len(series))
         return state
+
+    def _fetch(self, forecast: Forecast, fit_time: float) -> list[Series]:
+        """The history every series of ``forecast`` is fitted on, up to ``fit_time``."""
+        series = self._source.query_range(
+            forecast.query,
+            fit_time - forecast.history.seconds,
+            fit_time,
+            forecast.step.seconds,
+            forecast=forecast.name,
+        )
+        self._metrics.points_fetched.labels(forecast.name).inc(sum(len(s.timestamps) for s in series))
+        return series
+
+    def _fit_all(self, forecast: Forecast, series: list[Series], fit_time: float) -> list[SeriesState]:
+        """Fit every series; a series that fails keeps its previous forecast, if it had one."""
+        previous = {series_key(s.labels): s for s in (self._current.get(forecast.name) or _empty(forecast)).series}
+        spec = fit_spec(forecast)
+        fitted: list[SeriesState] = []
+        for item in series:
+            if self.stop.is_set():
+                raise Stopped
+            before = previous.get(series_key(item.labels))
+            fit_started = time.monotonic()
+            try:
+                result = fit_predict(item.timestamps, item.values, fit_time, spec, before.params if before else None)
+            except Skip as skip:
+                self._skipped(forecast, item, skip)
+                if before is not None and skip.reason in _STAGE_OF_REASON:
+                    fitted.append(before)
+                continue
+            finally:
+                self._metrics.fit_duration.labels(forecast.name).observe(time.monotonic() - fit_started)
+            fitted.append(SeriesState(item.labels, result.frame, result.params, result.points))
+        return fitted
 
     def _guard_cardinality(self, forecast: Forecast, series: list[Series]) -> list[Series]:
         if len(series) <= forecast.max_series:
