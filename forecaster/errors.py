@@ -3,7 +3,8 @@
     ForecasterError            root: catch this to catch everything below
     ├── ConfigError            the config file is invalid; carries every problem found
     ├── QueryError             Prometheus could not answer a forecast's query
-    │   └── BadQueryError      Prometheus refused the query itself (HTTP 400): retrying will not help
+    │   ├── BadQueryError      Prometheus refused the query itself (HTTP 400): retrying will not help
+    │   └── QueryAbandoned     the service is stopping; the query was given up between attempts
     └── StateError             a state file is unreadable, foreign or corrupt
 
 Each error names what it was doing for whom (forecast, query, file) and, where
@@ -33,6 +34,10 @@ class QueryError(ForecasterError):
 
 class BadQueryError(QueryError):
     """Prometheus rejected the query (bad_data); fix the query in the config."""
+
+
+class QueryAbandoned(QueryError):
+    """The service is stopping, so a query was not retried; not a failure of Prometheus."""
 
 
 class StateError(ForecasterError):

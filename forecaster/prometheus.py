@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-import time
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,15 +22,21 @@ import httpx
 import numpy as np
 
 from forecaster.config import PrometheusConfig
-from forecaster.errors import BadQueryError, ForecasterError, QueryError
+from forecaster.errors import BadQueryError, ForecasterError, QueryAbandoned, QueryError
 
 log = logging.getLogger(__name__)
 
 # Prometheus refuses more than 11,000 points per series; stay well clear.
 MAX_POINTS_PER_QUERY = 10_000
+# A pull of many series is split further so that one answer holds about this many samples.
+MAX_SAMPLES_PER_REQUEST = 100_000
+_MIN_CHUNK_STEPS = 10
+# Ranges shorter than this (incremental pulls from the history cache) are not worth an extra sizing query.
+_PROBE_ABOVE_STEPS = 1_000
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 10.0
+_AUTH_HINT = "; check prometheus.bearer_token_file, basic_auth and headers"
 
 Labels = dict[str, str]
 
@@ -117,7 +123,11 @@ def _parse_float(text: str) -> float:
 
 
 class PrometheusSource:
-    """Fetches a forecast's history. Takes its httpx client so tests can inject a transport."""
+    """Fetches a forecast's history. Takes its httpx client so tests can inject a transport.
+
+    Setting ``stop`` cuts a backoff short and gives up the query with QueryAbandoned,
+    so a shutdown never waits out a retry schedule.
+    """
 
     def __init__(
         self,
@@ -125,29 +135,41 @@ class PrometheusSource:
         *,
         retries: int = 3,
         max_concurrency: int = 4,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
         max_points: int = MAX_POINTS_PER_QUERY,
+        stop: threading.Event | None = None,
     ) -> None:
         self._client = client
         self._retries = retries
         self._max_concurrency = max_concurrency
-        self._sleep = sleep
+        self._stop = stop or threading.Event()
+        self._sleep = sleep or self._stop.wait
         self._max_points = max_points
 
     @classmethod
-    def from_config(cls, config: PrometheusConfig) -> PrometheusSource:
-        return cls(build_http_client(config), retries=config.retries, max_concurrency=config.max_concurrency)
+    def from_config(cls, config: PrometheusConfig, stop: threading.Event | None = None) -> PrometheusSource:
+        return cls(build_http_client(config), retries=config.retries, max_concurrency=config.max_concurrency, stop=stop)
 
     def close(self) -> None:
         self._client.close()
 
     def query_range(self, query: str, start: float, end: float, step: float, *, forecast: str) -> list[Series]:
-        """All series of ``query`` over [start, end] at ``step``, as many chunks as needed."""
-        chunks = plan_chunks(start, end, step, self._max_points)
+        """All series of ``query`` over [start, end] at ``step``, as many chunks as needed.
+
+        Chunks stay under Prometheus' points-per-series limit and, for queries that
+        return many series, under ``MAX_SAMPLES_PER_REQUEST`` in all: a decoded JSON
+        answer costs about 150 bytes a sample, so one 500-series, 14-day pull in a
+        single answer would hold the service at several hundred MB.
+        """
+        steps = int((end - start) // step) + 1
+        chunk_steps = self._max_points
+        if steps > _PROBE_ABOVE_STEPS:
+            chunk_steps = self._steps_per_request(query, end, forecast=forecast)
+        chunks = plan_chunks(start, end, step, chunk_steps)
         if not chunks:
             return []
 
-        def fetch(chunk: Chunk) -> list[dict[str, Any]]:
+        def fetch(chunk: Chunk) -> list[Series]:
             params = {"query": query, "start": _fmt(chunk.start), "end": _fmt(chunk.end), "step": _fmt(step)}
             data = self._get("/api/v1/query_range", params, query=query, forecast=forecast)
             if data.get("resultType") != "matrix":
@@ -156,15 +178,36 @@ class PrometheusSource:
                     forecast=forecast,
                     query=query,
                 )
-            result: list[dict[str, Any]] = data.get("result", [])
-            return result
+            try:
+                return _decode(data.get("result", []))
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+                raise QueryError(
+                    f"Prometheus answered a malformed matrix ({exc.__class__.__name__}: {exc})",
+                    forecast=forecast,
+                    query=query,
+                ) from None
 
         if len(chunks) == 1:
-            parts = [fetch(chunks[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=min(self._max_concurrency, len(chunks))) as pool:
-                parts = list(pool.map(fetch, chunks))
-        return _stitch(parts, forecast=forecast, query=query)
+            return _stitch([fetch(chunks[0])])
+        with ThreadPoolExecutor(max_workers=min(self._max_concurrency, len(chunks))) as pool:
+            futures = [pool.submit(fetch, chunk) for chunk in chunks]
+            try:
+                parts = [future.result() for future in futures]
+            except BaseException:
+                # One chunk failing fails the pull: do not keep Prometheus busy with the rest.
+                for future in futures:
+                    future.cancel()
+                raise
+        return _stitch(parts)
+
+    def _steps_per_request(self, query: str, at: float, *, forecast: str) -> int:
+        """Steps per chunk that keep one answer near MAX_SAMPLES_PER_REQUEST, judged by the series alive at ``at``."""
+        try:
+            count = len(self.query(query, at, forecast=forecast))
+        except QueryError:
+            # The range query will report the problem itself; size as if the query returned one series.
+            return self._max_points
+        return max(_MIN_CHUNK_STEPS, min(self._max_points, MAX_SAMPLES_PER_REQUEST // max(1, count)))
 
     def query(self, query: str, at: float, *, forecast: str) -> list[tuple[Labels, float]]:
         """An instant query: each series' labels and value at ``at``."""
@@ -184,6 +227,8 @@ class PrometheusSource:
     def _get(self, path: str, params: dict[str, str], *, query: str, forecast: str) -> dict[str, Any]:
         attempt = 0
         while True:
+            if self._stop.is_set():
+                raise QueryAbandoned("given up: the service is stopping", forecast=forecast, query=query)
             try:
                 return self._get_once(path, params, query=query, forecast=forecast)
             except _Retryable as exc:
@@ -216,8 +261,9 @@ class PrometheusSource:
                 raise _Retryable(
                     f"Prometheus answered HTTP {response.status_code} with a body that is not JSON"
                 ) from None
+            hint = _AUTH_HINT if response.status_code in (401, 403) else ""
             raise QueryError(
-                f"Prometheus answered HTTP {response.status_code}: {response.text[:200]!r}",
+                f"Prometheus answered HTTP {response.status_code}: {response.text[:200]!r}{hint}",
                 forecast=forecast,
                 query=query,
             ) from None
@@ -259,19 +305,27 @@ def _fmt(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
-def _stitch(parts: Iterable[list[dict[str, Any]]], *, forecast: str, query: str) -> list[Series]:
+def _decode(result: list[dict[str, Any]]) -> list[Series]:
+    """One answer's series as arrays, so the bulky decoded JSON is dropped chunk by chunk."""
+    out = []
+    for item in result:
+        values = item.get("values", [])
+        if not values:
+            continue
+        labels = {k: v for k, v in item["metric"].items() if k != "__name__"}
+        ts = np.fromiter((float(v[0]) for v in values), dtype=np.float64, count=len(values))
+        ys = np.fromiter((_parse_float(v[1]) for v in values), dtype=np.float64, count=len(values))
+        out.append(Series(labels, ts, ys))
+    return out
+
+
+def _stitch(parts: Iterable[list[Series]]) -> list[Series]:
     merged: dict[tuple[tuple[str, str], ...], tuple[Labels, list[np.ndarray], list[np.ndarray]]] = {}
     for part in parts:
         for item in part:
-            labels = {k: v for k, v in item["metric"].items() if k != "__name__"}
-            values = item.get("values", [])
-            if not values:
-                continue
-            ts = np.fromiter((float(v[0]) for v in values), dtype=np.float64, count=len(values))
-            ys = np.fromiter((_parse_float(v[1]) for v in values), dtype=np.float64, count=len(values))
-            entry = merged.setdefault(series_key(labels), (labels, [], []))
-            entry[1].append(ts)
-            entry[2].append(ys)
+            entry = merged.setdefault(series_key(item.labels), (item.labels, [], []))
+            entry[1].append(item.timestamps)
+            entry[2].append(item.values)
     out = []
     for labels, ts_parts, ys_parts in merged.values():
         ts = np.concatenate(ts_parts)

@@ -36,6 +36,8 @@ class SeriesState:
     frame: Frame
     params: dict[str, Any] = field(default_factory=dict)
     points: int = 0
+    # From the forecast's breach.threshold_query at fit time; None for a fixed threshold or no match.
+    threshold: float | None = None
 
 
 @dataclass
@@ -63,6 +65,8 @@ class ForecastState:
                     "yhat_upper": s.frame.yhat_upper.tolist(),
                     "params": s.params,
                     "points": s.points,
+                    # Optional and additive: files without it (or older readers) stay compatible, so VERSION stays.
+                    **({"threshold": s.threshold} if s.threshold is not None else {}),
                 }
                 for s in self.series
             ],
@@ -82,7 +86,16 @@ class ForecastState:
             if not all(np.isfinite(a).all() for a in arrays):
                 raise ValueError(f"series {item['labels']}: frame holds NaN or Inf")
             labels = {str(k): str(v) for k, v in item["labels"].items()}
-            series.append(SeriesState(labels, Frame(*arrays), dict(item.get("params", {})), int(item.get("points", 0))))
+            threshold = item.get("threshold")
+            series.append(
+                SeriesState(
+                    labels,
+                    Frame(*arrays),
+                    dict(item.get("params", {})),
+                    int(item.get("points", 0)),
+                    None if threshold is None else float(threshold),
+                )
+            )
         return cls(str(data["forecast"]), str(data["query"]), float(data["fit_time"]), series)
 
 

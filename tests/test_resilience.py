@@ -1,0 +1,144 @@
+"""Bad data, the cardinality guard and failing queries, in-process with a fake source (no Prophet fits)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from forecaster import config as config_module
+from forecaster.errors import BadQueryError, QueryError
+from forecaster.exporter import Board, SelfMetrics
+from forecaster.model import TOO_FEW_POINTS, FitSpec, Skip, clean, fit_predict
+from forecaster.prometheus import Series
+from forecaster.server import MetricsServer
+from forecaster.state import StateStore
+from forecaster.trainer import Trainer
+
+T0 = 1_700_000_100.0  # a multiple of 300
+
+
+def test_clean_drops_nan_and_inf_sorts_and_keeps_the_last_of_a_repeated_timestamp():
+    ts = np.array([300.0, 100.0, 200.0, 200.0, 400.0, np.nan, 500.0, 600.0])
+    ys = np.array([3.0, 1.0, 2.0, 2.5, np.nan, 9.0, np.inf, -np.inf])
+    out_ts, out_ys = clean(ts, ys)
+    assert out_ts.tolist() == [100.0, 200.0, 300.0]
+    assert out_ys.tolist() == [1.0, 2.5, 3.0]
+
+
+def test_too_few_usable_points_is_a_skip_with_its_reason():
+    spec = FitSpec(step=300, horizon=3600, interval_width=0.8, min_points=20)
+    ts = T0 + 300 * np.arange(25, dtype=np.float64)
+    ys = np.full(25, np.nan)
+    ys[:3] = [1.0, 2.0, 3.0]
+    with pytest.raises(Skip) as caught:
+        fit_predict(ts, ys, T0 + 7500, spec)
+    assert caught.value.reason == TOO_FEW_POINTS and "3 usable points" in str(caught.value)
+
+
+def test_a_constant_series_gets_a_flat_finite_forecast():
+    spec = FitSpec(step=300, horizon=3600, interval_width=0.8, min_points=20)
+    ts = T0 + 300 * np.arange(30, dtype=np.float64)
+    result = fit_predict(ts, np.full(30, 7.0), T0 + 9000, spec)
+    for values in (result.frame.yhat, result.frame.yhat_lower, result.frame.yhat_upper):
+        assert np.all(values == 7.0)
+
+
+class ScriptedSource:
+    """Returns the next scripted answer: a list of series, or an exception to raise."""
+
+    def __init__(self, *answers: list[Series] | Exception) -> None:
+        self.answers = list(answers)
+
+    def query_range(self, query: str, start: float, end: float, step: float, *, forecast: str) -> list[Series]:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def _constant(name: str, points: int = 40, value: float = 5.0) -> Series:
+    ts = T0 - 300 * np.arange(points, dtype=np.float64)[::-1]
+    return Series({"name": name}, ts, np.full(points, value))
+
+
+def _trainer(tmp_path, source: ScriptedSource, **settings: object):
+    cfg = config_module.parse(
+        {
+            "prometheus": {"url": "http://127.0.0.1:1"},
+            "state_dir": str(tmp_path),
+            "defaults": {"history": "1d", "step": "5m", "horizon": "1h", "horizons": [], **settings},
+            "forecasts": [{"name": "guarded", "query": "sum by (name) (x)"}],
+        }
+    )
+    registry = CollectorRegistry()
+    trainer = Trainer(
+        source,  # type: ignore[arg-type]
+        StateStore(tmp_path),
+        Board(cfg.forecasts),
+        SelfMetrics(registry, cfg.forecasts),
+        clock=lambda: T0,
+        stop=threading.Event(),
+    )
+    return trainer, registry, cfg.forecasts[0]
+
+
+def test_max_series_skips_the_extra_series_counts_them_and_names_the_query(tmp_path, caplog):
+    source = ScriptedSource([_constant(n) for n in ("c", "a", "d", "b")])
+    trainer, registry, forecast = _trainer(tmp_path, source, max_series=2)
+    with caplog.at_level(logging.WARNING):
+        state = trainer.run(forecast)
+    assert state is not None and sorted(s.labels["name"] for s in state.series) == ["a", "b"]
+    assert (
+        registry.get_sample_value("forecaster_series_skipped_total", {"forecast": "guarded", "reason": "max_series"})
+        == 2
+    )
+    assert "max_series=2" in caplog.text and "sum by (name) (x)" in caplog.text and "Narrow the query" in caplog.text
+
+
+def test_a_skipped_series_is_counted_every_run_but_logged_once(tmp_path, caplog):
+    answers = [[_constant("ok"), _constant("tiny", points=3)] for _ in range(3)]
+    trainer, registry, forecast = _trainer(tmp_path, ScriptedSource(*answers))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            assert trainer.run(forecast) is not None
+    labels = {"forecast": "guarded", "reason": "too_few_points"}
+    assert registry.get_sample_value("forecaster_series_skipped_total", labels) == 3
+    assert caplog.text.count('{name="tiny"} skipped (too_few_points)') == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        QueryError("cannot reach Prometheus", forecast="guarded", query="sum by (name) (x)"),
+        BadQueryError("Prometheus: bad_data: parse error", forecast="guarded", query="sum by (name) (x)"),
+    ],
+    ids=["unreachable", "bad_data"],
+)
+def test_a_failed_query_keeps_the_previous_forecast_and_is_counted(tmp_path, caplog, error):
+    trainer, registry, forecast = _trainer(tmp_path, ScriptedSource([_constant("a")], error))
+    first = trainer.run(forecast)
+    with caplog.at_level(logging.ERROR):
+        assert trainer.run(forecast) is None
+    assert trainer.current("guarded") is first
+    assert registry.get_sample_value("forecaster_errors_total", {"forecast": "guarded", "stage": "query"}) == 1
+    assert "keeping the previous forecast" in caplog.text and "'guarded'" in caplog.text
+
+
+def test_healthz_answers_at_once_and_readyz_only_once_state_is_loaded():
+    ready = threading.Event()
+    server = MetricsServer(CollectorRegistry(), "127.0.0.1", 0, ready)
+    server.start()
+    url = "http://{}:{}".format(*server.address)
+    try:
+        assert httpx.get(url + "/healthz").status_code == 200
+        assert httpx.get(url + "/readyz").status_code == 503
+        assert httpx.get(url + "/metrics").status_code == 200
+        ready.set()
+        assert httpx.get(url + "/readyz").status_code == 200
+    finally:
+        server.stop()
