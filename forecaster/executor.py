@@ -1,0 +1,291 @@
+"""Where fits run: worker processes on this machine, or an existing Dask cluster.
+
+Each fit is a task (one series' history plus its fit spec) sent to a worker;
+the answer is a ``FitOutcome``, never an exception, so one series that fails,
+crashes its worker or hangs past ``fit_timeout`` loses only that series.
+
+    LocalExecutor   one long-lived process per worker, started from a fork
+                    server that has already imported Prophet (a new worker
+                    costs a fork, not a second of imports); a hung or crashed
+                    worker is killed and replaced.
+    DaskExecutor    ``executor: {type: dask, address: tcp://host:8786}``: the
+                    same tasks on a ``dask.distributed`` cluster.
+    InlineExecutor  ``workers: 0``: fits in the calling thread, for debugging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing import forkserver
+from multiprocessing.connection import Connection, wait
+from typing import Any, Protocol
+
+import numpy as np
+
+from forecaster.config import Config
+from forecaster.errors import ForecasterError
+from forecaster.model import FIT_FAILED, FitResult, FitSpec, Skip, fit_predict
+
+log = logging.getLogger(__name__)
+
+FIT_TIMEOUT = "fit_timeout"
+# How often a waiting dispatcher looks at the stop flag; bounds shutdown latency.
+_POLL_SECONDS = 0.2
+
+
+class Stopped(Exception):
+    """Shutdown was requested while fits were running; their results are dropped."""
+
+
+@dataclass
+class FitTask:
+    index: int
+    timestamps: np.ndarray
+    values: np.ndarray
+    fit_time: float
+    spec: FitSpec
+    warm_start: dict[str, Any] | None
+
+
+@dataclass
+class FitOutcome:
+    """A fit's result, or why there is none (``reason`` is a skip-reason label value)."""
+
+    index: int
+    result: FitResult | None
+    reason: str = ""
+    detail: str = ""
+    seconds: float = 0.0
+
+
+def execute(task: FitTask) -> FitOutcome:
+    """Run one fit; every failure becomes an outcome so that it crosses process boundaries intact."""
+    started = time.perf_counter()
+    try:
+        result = fit_predict(task.timestamps, task.values, task.fit_time, task.spec, task.warm_start)
+    except Skip as skip:
+        return FitOutcome(task.index, None, skip.reason, str(skip), time.perf_counter() - started)
+    except Exception as exc:  # a bug or a library error must cost one series, not the batch
+        detail = f"{exc.__class__.__name__}: {exc}"
+        return FitOutcome(task.index, None, FIT_FAILED, detail, time.perf_counter() - started)
+    return FitOutcome(task.index, result, seconds=time.perf_counter() - started)
+
+
+class Executor(Protocol):
+    def run(self, tasks: Sequence[FitTask], stop: threading.Event) -> Iterator[FitOutcome]: ...
+
+    def close(self) -> None: ...
+
+
+class InlineExecutor:
+    def run(self, tasks: Sequence[FitTask], stop: threading.Event) -> Iterator[FitOutcome]:
+        for task in tasks:
+            if stop.is_set():
+                raise Stopped
+            yield execute(task)
+
+    def close(self) -> None:
+        pass
+
+
+def _worker_main(conn: Connection) -> None:
+    # The service handles Ctrl-C and SIGTERM itself and then closes the pipes; workers just follow.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        try:
+            conn.send(execute(task))
+        except (BrokenPipeError, OSError):
+            return
+
+
+class _Worker:
+    def __init__(self, context: Any) -> None:
+        parent, child = context.Pipe()
+        self.conn: Connection = parent
+        self.process = context.Process(target=_worker_main, args=(child,), name="forecaster-fit", daemon=True)
+        self.process.start()
+        child.close()
+        self.task: FitTask | None = None
+        self.deadline = 0.0
+
+    def assign(self, task: FitTask, timeout: float) -> None:
+        self.task = task
+        self.deadline = time.monotonic() + timeout
+        self.conn.send(task)
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.process.join(2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(2)
+        self.conn.close()
+
+
+class LocalExecutor:
+    """A pool of worker processes; forecasts take turns, each spreading its series over all workers."""
+
+    def __init__(self, workers: int, fit_timeout: float) -> None:
+        if workers < 1:
+            raise ValueError("a LocalExecutor needs at least one worker")
+        self._size = workers
+        self._timeout = fit_timeout
+        self._context = multiprocessing.get_context("forkserver")
+        # The fork server imports Prophet once; every worker forked from it starts warm.
+        self._context.set_forkserver_preload(["forecaster._preload"])
+        # Started now, the fork server imports Prophet while the first retrain is still querying Prometheus.
+        forkserver.ensure_running()
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def run(self, tasks: Sequence[FitTask], stop: threading.Event) -> Iterator[FitOutcome]:
+        with self._lock:
+            yield from self._run(tasks, stop)
+
+    def _run(self, tasks: Sequence[FitTask], stop: threading.Event) -> Iterator[FitOutcome]:
+        pending = deque(tasks)
+        busy: list[_Worker] = []
+        try:
+            while pending or busy:
+                if stop.is_set():
+                    raise Stopped
+                while pending and len(busy) < self._size:
+                    worker = self._idle.pop() if self._idle else _Worker(self._context)
+                    worker.assign(pending.popleft(), self._timeout)
+                    busy.append(worker)
+                nearest = min(w.deadline for w in busy)
+                wait_for = max(0.0, min(_POLL_SECONDS, nearest - time.monotonic()))
+                wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for)
+                for worker in list(busy):
+                    outcome = self._collect(worker)
+                    if outcome is not None:
+                        busy.remove(worker)
+                        yield outcome
+        except BaseException:
+            # Whatever was running is abandoned: kill it so no stale answer is read later.
+            for worker in busy:
+                worker.kill()
+            raise
+
+    def _collect(self, worker: _Worker) -> FitOutcome | None:
+        task = worker.task
+        assert task is not None
+        if worker.conn.poll():
+            try:
+                outcome: FitOutcome = worker.conn.recv()
+            except (EOFError, OSError):
+                pass
+            else:
+                worker.task = None
+                self._idle.append(worker)
+                return outcome
+        if not worker.process.is_alive():
+            worker.kill()
+            code = worker.process.exitcode
+            return FitOutcome(task.index, None, FIT_FAILED, f"the fit process died (exit code {code}); it was replaced")
+        if time.monotonic() > worker.deadline:
+            worker.kill()
+            return FitOutcome(
+                task.index,
+                None,
+                FIT_TIMEOUT,
+                f"the fit took longer than fit_timeout ({self._timeout:g}s) and was killed; "
+                "shorten history, coarsen step, or raise fit_timeout",
+            )
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            for worker in self._idle:
+                worker.stop()
+            self._idle.clear()
+
+
+class DaskExecutor:
+    """Sends fits to an existing ``dask.distributed`` scheduler."""
+
+    def __init__(self, address: str, fit_timeout: float) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ForecasterError(
+                "executor.type is dask, but dask.distributed is not installed: pip install 'forecaster[dask]'"
+            ) from None
+        self._address = address
+        self._timeout = fit_timeout
+        try:
+            self._client = Client(address, timeout=f"{max(1, int(fit_timeout))}s", set_as_default=False)
+        except OSError as exc:
+            raise ForecasterError(f"executor.address: cannot reach the Dask scheduler at {address}: {exc}") from None
+
+    def run(self, tasks: Sequence[FitTask], stop: threading.Event) -> Iterator[FitOutcome]:
+        from distributed import as_completed
+
+        futures = self._client.map(execute, list(tasks), pure=False)
+        index_of = {future.key: task.index for future, task in zip(futures, tasks, strict=True)}
+        answered: set[int] = set()
+        # as_completed finds its client through the "current" one; this client is not the process default.
+        with self._client.as_current():
+            try:
+                for future in as_completed(futures, timeout=self._timeout * max(1, len(tasks))):
+                    if stop.is_set():
+                        raise Stopped
+                    outcome = self._outcome(future, index_of[future.key])
+                    answered.add(outcome.index)
+                    yield outcome
+            except TimeoutError:
+                log.error("Dask at %s did not finish %d fits in time", self._address, len(tasks) - len(answered))
+            finally:
+                self._client.cancel([f for f in futures if not f.done()])
+        for task in tasks:
+            if task.index not in answered:
+                yield FitOutcome(task.index, None, FIT_TIMEOUT, f"no answer from the Dask cluster at {self._address}")
+
+    @staticmethod
+    def _outcome(future: Any, index: int) -> FitOutcome:
+        try:
+            outcome: FitOutcome = future.result()
+        except Exception as exc:  # a killed Dask worker raises here; it costs this series only
+            return FitOutcome(index, None, FIT_FAILED, f"Dask task failed: {exc.__class__.__name__}: {exc}")
+        return outcome
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def build_executor(config: Config) -> Executor:
+    if config.executor.type == "dask":
+        assert config.executor.address is not None
+        return DaskExecutor(config.executor.address, config.fit_timeout.seconds)
+    workers = default_workers() if config.workers is None else config.workers
+    if workers == 0:
+        return InlineExecutor()
+    return LocalExecutor(workers, config.fit_timeout.seconds)

@@ -1,0 +1,112 @@
+"""The executors: same answers everywhere, and one bad fit costs only its own series."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from forecaster.executor import FIT_TIMEOUT, FitTask, InlineExecutor, LocalExecutor, Stopped
+from forecaster.model import FIT_FAILED, TOO_FEW_POINTS, FitSpec
+from forecaster.synthetic import Signal, grid
+
+SPEC = FitSpec(step=300, horizon=3600, interval_width=0.8, min_points=20)
+FIT_TIME = 1_800_000_000.0
+
+
+class _KillsWorker:
+    """Unpickling this in a worker ends the worker, as a segfault in Stan would."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os._exit, (3,))
+
+
+class _HangsWorker:
+    """Unpickling this in a worker blocks it far past any sane fit timeout."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (time.sleep, (3600,))
+
+
+def _constant(index: int, value: float, warm: object = None) -> FitTask:
+    t = grid(FIT_TIME, 86400, 300)
+    return FitTask(index, t, np.full(len(t), value), FIT_TIME, SPEC, warm)  # type: ignore[arg-type]
+
+
+def _seasonal(index: int, seed: int) -> FitTask:
+    t = grid(FIT_TIME, 3 * 86400, 300)
+    return FitTask(index, t, Signal(phase=seed).sample(t, seed), FIT_TIME, SPEC, None)
+
+
+@pytest.fixture
+def pool():
+    executor = LocalExecutor(workers=2, fit_timeout=5)
+    yield executor
+    executor.close()
+
+
+def test_inline_and_process_pool_agree_and_report_skips(pool):
+    tasks = [_constant(0, 7.0), _constant(1, 9.0), _constant(2, 1.0)]
+    tasks[2] = FitTask(2, tasks[2].timestamps[:5], tasks[2].values[:5], FIT_TIME, SPEC, None)
+    inline = {o.index: o for o in InlineExecutor().run(tasks, threading.Event())}
+    pooled = {o.index: o for o in pool.run(tasks, threading.Event())}
+    assert inline.keys() == pooled.keys() == {0, 1, 2}
+    for index in (0, 1):
+        assert pooled[index].result is not None
+        np.testing.assert_array_equal(pooled[index].result.frame.yhat, inline[index].result.frame.yhat)
+    assert pooled[0].result.frame.yhat[0] == 7.0
+    assert pooled[2].result is None and pooled[2].reason == TOO_FEW_POINTS
+
+
+def test_a_crashing_worker_costs_only_its_series(pool):
+    tasks = [_constant(0, 1.0), _constant(1, 2.0, warm=_KillsWorker()), _constant(2, 3.0), _constant(3, 4.0)]
+    outcomes = {o.index: o for o in pool.run(tasks, threading.Event())}
+    assert outcomes[1].result is None and outcomes[1].reason == FIT_FAILED
+    assert "died" in outcomes[1].detail
+    assert [outcomes[i].result.frame.yhat[0] for i in (0, 2, 3)] == [1.0, 3.0, 4.0]
+    again = list(pool.run([_constant(0, 5.0)], threading.Event()))
+    assert again[0].result is not None, "the pool replaces the dead worker"
+
+
+def test_a_hanging_fit_is_killed_at_the_timeout(pool):
+    tasks = [_constant(0, 1.0, warm=_HangsWorker()), _constant(1, 2.0), _constant(2, 3.0)]
+    started = time.monotonic()
+    outcomes = {o.index: o for o in pool.run(tasks, threading.Event())}
+    assert time.monotonic() - started < 30
+    assert outcomes[0].reason == FIT_TIMEOUT and "fit_timeout" in outcomes[0].detail
+    assert outcomes[1].result is not None and outcomes[2].result is not None
+
+
+def test_stop_abandons_running_fits_promptly(pool):
+    stop = threading.Event()
+    tasks = [_constant(0, 1.0, warm=_HangsWorker()), _constant(1, 1.0, warm=_HangsWorker())]
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        list(pool.run(tasks, stop))
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.slow
+def test_dask_cluster_gives_the_same_forecasts_as_the_local_pool(pool):
+    distributed = pytest.importorskip("distributed")
+    from forecaster.executor import DaskExecutor
+
+    tasks = [_seasonal(i, i) for i in range(3)]
+    local = {o.index: o for o in pool.run(tasks, threading.Event())}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        dask = DaskExecutor(cluster.scheduler_address, fit_timeout=60)
+        try:
+            remote = {o.index: o for o in dask.run(tasks, threading.Event())}
+        finally:
+            dask.close()
+    assert remote.keys() == local.keys() == {0, 1, 2}
+    for index in local:
+        a, b = local[index].result, remote[index].result
+        assert a is not None and b is not None
+        np.testing.assert_allclose(b.frame.yhat, a.frame.yhat, rtol=1e-6)
+        np.testing.assert_allclose(b.frame.yhat_lower, a.frame.yhat_lower, rtol=1e-6)
+        np.testing.assert_allclose(b.frame.yhat_upper, a.frame.yhat_upper, rtol=1e-6)
