@@ -21,12 +21,13 @@ prometheus:
 test: venv prometheus
 	$(BIN)/pytest
 
-test-fast: venv
+# Unit tests too run promtool, amtool and docker-compose on the shipped rules, dashboards and compose file.
+test-fast: venv prometheus
 	$(BIN)/pytest -m "not integration and not slow"
 
 lint: venv
-	$(BIN)/ruff check forecaster tests
-	$(BIN)/ruff format --check forecaster tests
+	$(BIN)/ruff check forecaster tests benchmarks
+	$(BIN)/ruff format --check forecaster tests benchmarks
 	$(BIN)/mypy
 
 check: venv

@@ -1,4 +1,4 @@
-"""The ``forecaster`` command: run, check, forecast."""
+"""The ``forecaster`` command: run, check, forecast, backtest."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
+from forecaster import asof
 from forecaster import config as config_module
-from forecaster.config import Config, parse_listen
+from forecaster.backtest import write_table
+from forecaster.config import Config, Duration, Forecast, parse_listen
 from forecaster.errors import ConfigError, ForecasterError
+from forecaster.executor import build_executor
 from forecaster.exporter import Board, ForecastCollector, SelfMetrics
+from forecaster.history import HistoryCache
 from forecaster.prometheus import PrometheusSource
 from forecaster.scheduler import Scheduler
 from forecaster.server import MetricsServer
@@ -83,7 +88,28 @@ def _parser() -> argparse.ArgumentParser:
     forecast.add_argument("-c", "--config", required=True, metavar="FILE")
     forecast.add_argument("--name", help="only this forecast")
     forecast.add_argument("--format", choices=["table", "jsonl"], default="table")
+    forecast.add_argument(
+        "--at",
+        action="append",
+        metavar="TIME",
+        help="fit on the history strictly before TIME (RFC 3339 or unix seconds) instead of now; repeatable; "
+        "reads Prometheus directly and stores nothing",
+    )
     forecast.set_defaults(handler=_forecast)
+
+    backtest = commands.add_parser(
+        "backtest", help="rolling-origin evaluation against last value, offset 1d/1w and predict_linear"
+    )
+    backtest.add_argument("-c", "--config", required=True, metavar="FILE")
+    backtest.add_argument("--name", help="only this forecast")
+    backtest.add_argument("--origins", type=int, default=6, metavar="N", help="rolling origins per series (default 6)")
+    backtest.add_argument(
+        "--horizons",
+        metavar="DURATIONS",
+        help="comma-separated horizons to score (default: the forecast's horizons and its horizon)",
+    )
+    backtest.add_argument("--plot", metavar="DIR", help="write one PNG per series into DIR")
+    backtest.set_defaults(handler=_backtest)
     return parser
 
 
@@ -103,11 +129,22 @@ class _Service:
         self.board = Board(config.forecasts)
         self.registry.register(ForecastCollector(self.board))
         self.store = StateStore(config.state_dir)
-        self.source = PrometheusSource.from_config(config.prometheus)
-        self.trainer = Trainer(self.source, self.store, self.board, self.metrics)
+        self.history = HistoryCache(config.state_dir)
+        # One event stops both the fits and any query backing off between retries.
+        stop = threading.Event()
+        self.source = PrometheusSource.from_config(config.prometheus, stop=stop)
+        self.executor = build_executor(config)
+        self.trainer = Trainer(
+            self.source, self.store, self.board, self.metrics, stop=stop, history=self.history, executor=self.executor
+        )
+
+    def close(self) -> None:
+        self.executor.close()
+        self.source.close()
 
     def load_state(self) -> int:
         self.store.clean_temporaries()
+        self.history.clean_temporaries()
         loaded = 0
         for forecast in self.config.forecasts:
             state = self.store.load(forecast.name, forecast.query)
@@ -149,13 +186,15 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     service.trainer.stop.set()
     scheduler.shutdown()
     server.stop()
-    service.source.close()
+    service.close()
     log.info("stopped")
     return EXIT_OK
 
 
 def _forecast(config: Config, args: argparse.Namespace) -> int:
     forecasts = [config.forecast(args.name)] if args.name else list(config.forecasts)
+    if args.at:
+        return _forecast_at(config, forecasts, [asof.parse_time(text) for text in args.at], args.format)
     service = _Service(config)
     service.load_state()
     failed = 0
@@ -165,11 +204,72 @@ def _forecast(config: Config, args: argparse.Namespace) -> int:
             failed += 1
             continue
         print_state(state, args.format, sys.stdout)
-    service.source.close()
+    service.close()
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-def print_state(state: ForecastState, fmt: str, out: TextIO) -> None:
+def _forecast_at(config: Config, forecasts: list[Forecast], times: list[float], fmt: str) -> int:
+    # No _Service: nothing here may read or write the history cache or the stored state.
+    source = PrometheusSource.from_config(config.prometheus)
+    failed = 0
+    try:
+        for at in times:
+            for forecast in forecasts:
+                state, skipped = asof.forecast_at(source, forecast, at)
+                for line in skipped:
+                    log.warning("%s", line)
+                if not state.series:
+                    log.error("forecast %r: no series could be fitted as of %s", forecast.name, _utc(at))
+                    failed += 1
+                    continue
+                print_state(state, fmt, sys.stdout, at=at)
+    finally:
+        source.close()
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _backtest(config: Config, args: argparse.Namespace) -> int:
+    forecasts = [config.forecast(args.name)] if args.name else list(config.forecasts)
+    if args.origins < 1:
+        raise ConfigError([f"--origins: {args.origins} must be at least 1"])
+    source = PrometheusSource.from_config(config.prometheus)
+    now = time.time()
+    try:
+        for forecast in forecasts:
+            horizons = _backtest_horizons(forecast, args.horizons)
+            reports = asof.backtest(
+                source,
+                forecast,
+                origins=args.origins,
+                horizons=horizons,
+                now=now,
+                plot_dir=Path(args.plot) if args.plot else None,
+            )
+            print(f"forecast {forecast.name}: {len(reports)} series, {args.origins} origins")
+            write_table(reports, forecast.interval_width, sys.stdout)
+    finally:
+        source.close()
+    return EXIT_OK
+
+
+def _backtest_horizons(forecast: Forecast, text: str | None) -> list[float]:
+    if text is None:
+        return sorted({h.seconds for h in forecast.horizons} | {forecast.horizon.seconds})
+    horizons = []
+    for part in text.split(","):
+        try:
+            horizons.append(Duration.parse(part.strip()).seconds)
+        except ValueError as exc:
+            raise ConfigError([f"--horizons: {exc}"]) from None
+    return sorted(set(horizons))
+
+
+def _utc(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def print_state(state: ForecastState, fmt: str, out: TextIO, at: float | None = None) -> None:
+    """``at`` (the origin of an as-of forecast) adds an ``at`` key to each jsonl record."""
     if fmt == "jsonl":
         for series in state.series:
             frame = series.frame
@@ -182,6 +282,8 @@ def print_state(state: ForecastState, fmt: str, out: TextIO) -> None:
                     "yhat_lower": float(frame.yhat_lower[i]),
                     "yhat_upper": float(frame.yhat_upper[i]),
                 }
+                if at is not None:
+                    record["at"] = int(at)
                 out.write(json.dumps(record) + "\n")
         return
     out.write(

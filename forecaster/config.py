@@ -7,6 +7,7 @@ broken config in one pass instead of one error per restart.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from pydantic import (
 )
 
 from forecaster.errors import ConfigError
+from forecaster.model import ModelOptions
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _DURATION_RE = re.compile(r"^((\d+)(ms|s|m|h|d|w|y))+$")
@@ -145,6 +147,80 @@ class ProphetOptions(_Strict):
         return self.model_dump(exclude_none=True)
 
 
+class ModelConfig(_Strict):
+    """How each series is cleaned and its forecast shaped (see forecaster.model.ModelOptions)."""
+
+    outliers: float | Literal["none"] | None = Field(default=None, union_mode="left_to_right")
+    transform: Literal["auto", "none", "log"] | None = None
+    trend: Literal["auto", "flat", "damped", "linear"] | None = None
+    trend_damping: float | None = Field(default=None, gt=0, le=1)
+    band: Literal["residual", "prophet"] | None = None
+    bounds: Literal["auto", "none"] | None = None
+    lower: float | None = None
+    upper: float | None = None
+    residual_correction: bool | None = None
+
+    @field_validator("outliers")
+    @classmethod
+    def _outliers(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and value <= 0:
+            raise ValueError(f"{value!r} must be a positive robust z-score (5 is the default) or none")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> ModelConfig:
+        if self.lower is not None and self.upper is not None and self.lower >= self.upper:
+            raise ValueError(f"lower ({self.lower}) must be below upper ({self.upper})")
+        return self
+
+
+class BreachConfig(_Strict):
+    """When a forecast band crossing a threshold counts as a breach; exposed as forecast_breach_seconds.
+
+    A fixed threshold says its direction (``above: 1200`` or ``below: 0``); a
+    per-series threshold from ``threshold_query`` needs ``direction``.
+    """
+
+    above: float | None = Field(default=None, allow_inf_nan=False)
+    below: float | None = Field(default=None, allow_inf_nan=False)
+    threshold_query: str | None = None
+    direction: Literal["above", "below"] | None = None
+    band: Literal["yhat", "yhat_lower", "yhat_upper"] | None = None
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> BreachConfig:
+        given = [key for key in ("above", "below", "threshold_query") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of above: N, below: N or threshold_query: QUERY (with direction: above|below)"
+                + (f"; got {', '.join(given)}" if given else "")
+            )
+        if self.threshold_query is not None:
+            if not self.threshold_query.strip():
+                raise ValueError("threshold_query must not be empty")
+            if self.direction is None:
+                raise ValueError("threshold_query needs direction: above or below")
+        elif self.direction is not None:
+            raise ValueError("direction goes with threshold_query; above: N and below: N already say it")
+        return self
+
+    @property
+    def resolved_direction(self) -> str:
+        if self.direction is not None:
+            return self.direction
+        return "above" if self.above is not None else "below"
+
+    @property
+    def resolved_band(self) -> str:
+        if self.band is not None:
+            return self.band
+        return "yhat_upper" if self.resolved_direction == "above" else "yhat_lower"
+
+    @property
+    def fixed_threshold(self) -> float | None:
+        return self.above if self.above is not None else self.below
+
+
 class Settings(_Strict):
     """The keys that ``defaults`` sets and each forecast may override."""
 
@@ -157,6 +233,8 @@ class Settings(_Strict):
     min_points: int | None = Field(default=None, ge=3)
     max_series: int | None = Field(default=None, ge=1)
     prophet: ProphetOptions | None = None
+    model: ModelConfig | None = None
+    breach: BreachConfig | None = None
 
     @field_validator("history", "step", "horizon", "retrain_every")
     @classmethod
@@ -196,10 +274,28 @@ class ForecastEntry(Settings):
         return value
 
 
+class ExecutorConfig(_Strict):
+    """Where fits run: ``local`` worker processes (the default) or an existing Dask cluster."""
+
+    type: Literal["local", "dask"] = "local"
+    address: str | None = None
+
+    @model_validator(mode="after")
+    def _address_for_dask(self) -> ExecutorConfig:
+        if self.type == "dask" and not self.address:
+            raise ValueError("type dask needs address, e.g. tcp://dask-scheduler:8786")
+        if self.type == "local" and self.address:
+            raise ValueError("address is only used with type: dask")
+        return self
+
+
 class _File(_Strict):
     prometheus: PrometheusConfig
     server: ServerConfig = ServerConfig()
     state_dir: Path = Path("./forecaster-state")
+    workers: int | None = Field(default=None, ge=0, le=256)
+    fit_timeout: DurationField = Duration.parse("5m")
+    executor: ExecutorConfig = ExecutorConfig()
     defaults: Settings = Settings()
     forecasts: list[ForecastEntry] = Field(min_length=1)
 
@@ -228,6 +324,8 @@ class Forecast:
     min_points: int
     max_series: int
     prophet: dict[str, Any]
+    breach: BreachConfig | None = None
+    model: ModelOptions = dataclasses.field(default_factory=ModelOptions)
 
     @property
     def points_per_fit(self) -> int:
@@ -240,6 +338,9 @@ class Config:
     server: ServerConfig
     state_dir: Path
     forecasts: tuple[Forecast, ...]
+    workers: int | None
+    fit_timeout: Duration
+    executor: ExecutorConfig
 
     def forecast(self, name: str) -> Forecast:
         for forecast in self.forecasts:
@@ -273,6 +374,8 @@ def _resolve(entry: ForecastEntry, defaults: Settings, index: int) -> tuple[Fore
         min_points=pick("min_points"),
         max_series=pick("max_series"),
         prophet=prophet,
+        breach=entry.breach if entry.breach is not None else defaults.breach,
+        model=_model_options(defaults.model, entry.model),
     )
     where = f"forecasts[{index}]"
     problems = []
@@ -290,6 +393,17 @@ def _resolve(entry: ForecastEntry, defaults: Settings, index: int) -> tuple[Fore
             f"{where}.history: {forecast.history.text!r} holds fewer than two steps of {forecast.step.text!r}"
         )
     return (None if problems else forecast), problems
+
+
+def _model_options(*layers: ModelConfig | None) -> ModelOptions:
+    """The built-in model defaults with ``defaults.model`` and then the forecast's own on top."""
+    chosen: dict[str, Any] = {}
+    for layer in layers:
+        if layer is not None:
+            chosen.update(layer.model_dump(exclude_none=True))
+    if chosen.get("outliers") == "none":
+        chosen["outliers"] = None
+    return ModelOptions(**chosen)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -336,7 +450,15 @@ def parse(data: object, source: str = "config") -> Config:
             forecasts.append(forecast)
     if problems:
         raise ConfigError(problems)
-    return Config(parsed.prometheus, parsed.server, parsed.state_dir, tuple(forecasts))
+    return Config(
+        parsed.prometheus,
+        parsed.server,
+        parsed.state_dir,
+        tuple(forecasts),
+        workers=parsed.workers,
+        fit_timeout=parsed.fit_timeout,
+        executor=parsed.executor,
+    )
 
 
 def load(path: str | Path) -> Config:

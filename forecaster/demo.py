@@ -30,20 +30,38 @@ HISTORY_DAYS = 21
 STEP = 60.0
 LIVE_EVERY = 15.0
 
-SERIES: dict[tuple[tuple[str, str], ...], Signal] = {
-    (("__name__", "demo_http_requests_per_second"), ("job", "api"), ("zone", "eu")): Signal(
-        base=120, daily=60, weekly=25, trend_per_day=0.8, noise=6, phase=0.0
-    ),
-    (("__name__", "demo_http_requests_per_second"), ("job", "api"), ("zone", "us")): Signal(
-        base=200, daily=90, weekly=30, trend_per_day=1.5, noise=9, phase=2.2
-    ),
-    (("__name__", "demo_http_requests_per_second"), ("job", "web")): Signal(
-        base=45, daily=20, weekly=8, noise=3, phase=1.0
-    ),
-    (("__name__", "demo_disk_free_bytes"), ("device", "sda1"), ("instance", "db-1"), ("mountpoint", "/data")): Signal(
-        base=260e9, daily=0.6e9, trend_per_day=-6e9, noise=0.15e9, phase=0.5
-    ),
-}
+Key = tuple[tuple[str, str], ...]
+
+
+def _series(now: float) -> dict[Key, Signal]:
+    """The demo's series, their trends passing through ``base`` at ``now``.
+
+    Each carries its own instance label: with honor_labels it keeps it, so forecasts match the real series.
+    """
+    return {
+        (
+            ("__name__", "demo_http_requests_per_second"),
+            ("instance", "api-eu-1"),
+            ("job", "api"),
+            ("zone", "eu"),
+        ): Signal(base=120, daily=60, weekly=25, trend_per_day=0.8, noise=6, phase=0.0, origin=now),
+        (
+            ("__name__", "demo_http_requests_per_second"),
+            ("instance", "api-us-1"),
+            ("job", "api"),
+            ("zone", "us"),
+        ): Signal(base=200, daily=90, weekly=30, trend_per_day=1.5, noise=9, phase=2.2, origin=now),
+        (("__name__", "demo_http_requests_per_second"), ("instance", "web-1"), ("job", "web")): Signal(
+            base=45, daily=20, weekly=8, noise=3, phase=1.0, origin=now
+        ),
+        # 120 GB free today, shrinking 12 GB a day: full in about ten days.
+        (
+            ("__name__", "demo_disk_free_bytes"),
+            ("device", "sda1"),
+            ("instance", "db-1"),
+            ("mountpoint", "/data"),
+        ): Signal(base=120e9, daily=0.6e9, trend_per_day=-12e9, noise=0.15e9, phase=0.5, origin=now),
+    }
 
 
 def _config(prometheus_url: str, state_dir: Path) -> dict[str, object]:
@@ -59,23 +77,30 @@ def _config(prometheus_url: str, state_dir: Path) -> dict[str, object]:
             "retrain_every": "15m",
         },
         "forecasts": [
-            {"name": "http_requests", "query": "demo_http_requests_per_second"},
-            {"name": "disk_free", "query": "demo_disk_free_bytes", "history": "7d"},
+            {"name": "http_requests", "query": "demo_http_requests_per_second", "breach": {"above": 1400}},
+            {
+                "name": "disk_free",
+                "query": "demo_disk_free_bytes",
+                "history": "7d",
+                "horizon": "14d",
+                "breach": {"below": 0},
+                "model": {"trend": "linear"},
+            },
         ],
     }
 
 
-def _history(end: float) -> list[TimeSeries]:
+def _history(series: dict[Key, Signal], end: float) -> list[TimeSeries]:
     t = grid(end, HISTORY_DAYS * DAY, STEP)
     ms = (t * 1000).astype(np.int64).tolist()
-    return [TimeSeries(dict(key), ms, sig.sample(t, seed=i).tolist()) for i, (key, sig) in enumerate(SERIES.items())]
+    return [TimeSeries(dict(key), ms, sig.sample(t, seed=i).tolist()) for i, (key, sig) in enumerate(series.items())]
 
 
-def _live(now: float, rng: np.random.Generator) -> list[TimeSeries]:
+def _live(series: dict[Key, Signal], now: float, rng: np.random.Generator) -> list[TimeSeries]:
     at = math.floor(now)
     return [
         TimeSeries(dict(key), [at * 1000], [float(sig.clean(at)) + float(rng.normal(0, sig.noise))])
-        for key, sig in SERIES.items()
+        for key, sig in series.items()
     ]
 
 
@@ -90,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("demo: port 9095 is taken (another forecaster?); stop it and run make demo again", file=sys.stderr)
         return 1
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    prometheus = LocalPrometheus(port=port, scrape_targets=["127.0.0.1:9095"], scrape_interval="15s")
+    prometheus = LocalPrometheus(
+        port=port, scrape_targets=["127.0.0.1:9095"], scrape_interval="15s", rule_files=_rule_files(args.state_dir)
+    )
     print(f"demo: starting Prometheus on {prometheus.url} (data in {prometheus.dir})", flush=True)
     prometheus.start()
     forecaster: subprocess.Popen[bytes] | None = None
@@ -104,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         started = time.monotonic()
-        sent = push(prometheus.write_url, _history(time.time() - 1))
+        series = _series(time.time())
+        sent = push(prometheus.write_url, _history(series, time.time() - 1))
         print(f"demo: loaded {sent:,} samples of {HISTORY_DAYS}-day history in {time.monotonic() - started:.1f}s")
         config_path = args.state_dir / "forecaster.yml"
         config_path.write_text(yaml.safe_dump(_config(prometheus.url, args.state_dir / "state"), sort_keys=False))
@@ -112,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _announce(prometheus.url, config_path)
         rng = np.random.default_rng()
         while not stopping:
-            push(prometheus.write_url, _live(time.time() - 1, rng))
+            push(prometheus.write_url, _live(series, time.time() - 1, rng))
             if forecaster.poll() is not None:
                 print(f"demo: the forecaster exited with {forecaster.returncode}", file=sys.stderr)
                 return 1
@@ -126,6 +154,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             forecaster.wait(30)
         prometheus.cleanup()
         print("demo: stopped")
+
+
+def _rule_files(state_dir: Path) -> list[str]:
+    """The shipped alert rules (in a source checkout) and the demo's forecast:actual recording rules."""
+    from forecaster.config import parse
+    from forecaster.recording_rules import render
+
+    actuals = state_dir / "forecast-actuals.yml"
+    actuals.write_text(render(parse(_config("http://127.0.0.1:9090", state_dir / "state")), "the demo config"))
+    shipped = Path(__file__).resolve().parent.parent / "rules" / "forecaster-alerts.yml"
+    return [str(actuals), *([str(shipped)] if shipped.is_file() else [])]
 
 
 def _port_free(port: int) -> bool:

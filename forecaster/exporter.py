@@ -9,6 +9,11 @@ Prometheus or touches a model. Lines it emits, per series and horizon::
 
 The ``horizon="0s"`` sample scraped at time t is the forecast for t; ``horizon="1h"``
 is the forecast for t+1h. A target outside the fitted frame is not exposed.
+
+A forecast with ``breach`` set also emits, per series, the seconds from the
+scrape until its band first crosses the threshold (``+Inf``: not within the frame)::
+
+    forecast_breach_seconds{device="sda1",forecast="disk_free",instance="db-1"} 412380.5
 """
 
 from __future__ import annotations
@@ -21,14 +26,16 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
-from forecaster.config import Forecast
+from forecaster.breach import seconds_until_breach
+from forecaster.config import BreachConfig, Forecast
+from forecaster.executor import FIT_TIMEOUT
 from forecaster.model import FIT_FAILED, MAX_SERIES, PREDICT_FAILED, TOO_FEW_POINTS, Frame
 from forecaster.prometheus import Labels
 from forecaster.state import ForecastState
 
 RESERVED_LABELS = ("forecast", "horizon")
 STAGES = ("query", "fit", "predict", "state")
-SKIP_REASONS = (TOO_FEW_POINTS, FIT_FAILED, PREDICT_FAILED, MAX_SERIES)
+SKIP_REASONS = (TOO_FEW_POINTS, FIT_FAILED, FIT_TIMEOUT, PREDICT_FAILED, MAX_SERIES)
 
 
 def exposed_labels(series_labels: Labels) -> Labels:
@@ -45,6 +52,8 @@ def exposed_labels(series_labels: Labels) -> Labels:
 class PublishedSeries:
     labels: Labels
     frame: Frame
+    # The breach threshold of this series: the fixed one, or the one its threshold_query matched.
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class PublishedForecast:
     fit_time: float
     horizons: tuple[tuple[str, float], ...]
     series: tuple[PublishedSeries, ...]
+    breach: BreachConfig | None = None
 
 
 class Board:
@@ -61,6 +71,7 @@ class Board:
     def __init__(self, forecasts: Sequence[Forecast]) -> None:
         self._horizons = {f.name: (("0s", 0.0), *((h.text, h.seconds) for h in f.horizons)) for f in forecasts}
         self._order = [f.name for f in forecasts]
+        self._breach = {f.name: f.breach for f in forecasts}
         self._snapshot: dict[str, PublishedForecast] = {}
         self._lock = threading.Lock()
 
@@ -69,7 +80,13 @@ class Board:
             name=state.forecast,
             fit_time=state.fit_time,
             horizons=self._horizons[state.forecast],
-            series=tuple(PublishedSeries(exposed_labels(s.labels), s.frame) for s in state.series),
+            series=tuple(
+                PublishedSeries(
+                    exposed_labels(s.labels), s.frame, _threshold(self._breach[state.forecast], s.threshold)
+                )
+                for s in state.series
+            ),
+            breach=self._breach[state.forecast],
         )
         with self._lock:
             snapshot = dict(self._snapshot)
@@ -89,7 +106,7 @@ class ForecastCollector:
         self._clock = clock
 
     def describe(self) -> list[Metric]:
-        return list(self._families())
+        return [*self._families(), _breach_family()]
 
     def collect(self) -> Iterator[Metric]:
         now = self._clock()
@@ -106,6 +123,21 @@ class ForecastCollector:
                     lower.add_sample("forecast_yhat_lower", labels, point[1])
                     upper.add_sample("forecast_yhat_upper", labels, point[2])
         yield from (yhat, lower, upper)
+        yield self._breaches(now)
+
+    def _breaches(self, now: float) -> Metric:
+        family = _breach_family()
+        for forecast in self._board.snapshot():
+            if forecast.breach is None:
+                continue
+            direction, band = forecast.breach.resolved_direction, forecast.breach.resolved_band
+            for series in forecast.series:
+                if series.threshold is None:
+                    continue
+                seconds = seconds_until_breach(series.frame, band, series.threshold, direction, now)
+                if seconds is not None:
+                    family.add_sample("forecast_breach_seconds", {"forecast": forecast.name, **series.labels}, seconds)
+        return family
 
     @staticmethod
     def _families() -> tuple[Metric, Metric, Metric]:
@@ -116,10 +148,76 @@ class ForecastCollector:
         )
 
 
+def _breach_family() -> Metric:
+    return Metric(
+        "forecast_breach_seconds",
+        "Seconds from now until the forecast band first crosses the breach threshold; +Inf: not within the horizon.",
+        "gauge",
+    )
+
+
+def _threshold(breach: BreachConfig | None, from_query: float | None) -> float | None:
+    if breach is None:
+        return None
+    return from_query if breach.threshold_query is not None else breach.fixed_threshold
+
+
+class SkillCollector:
+    """How each series' previous forecast did on the samples that arrived since, against the PromQL baselines::
+
+        forecaster_model_mae{forecast="http_requests",job="api"} 3.2
+        forecaster_model_coverage{forecast="http_requests",job="api"} 0.83
+        forecaster_model_skill{forecast="http_requests",job="api"} 0.41
+
+    Replaced whole per forecast after each retrain; a series without a score is not exposed.
+    """
+
+    def __init__(self) -> None:
+        self._scores: dict[str, tuple[tuple[Labels, float, float, float], ...]] = {}
+        self._lock = threading.Lock()
+
+    def publish(self, forecast: str, scores: Sequence[tuple[Labels, float, float, float]]) -> None:
+        """``scores`` holds (series labels, MAE, coverage, skill) per series."""
+        rows = tuple((exposed_labels(labels), m, c, s) for labels, m, c, s in scores)
+        with self._lock:
+            current = dict(self._scores)
+            current[forecast] = rows
+            self._scores = current
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        for forecast, rows in self._scores.items():
+            for labels, *values in rows:
+                for family, value in zip(families, values, strict=True):
+                    family.add_sample(family.name, {"forecast": forecast, **labels}, value)
+        yield from families
+
+    @staticmethod
+    def _families() -> tuple[Metric, Metric, Metric]:
+        return (
+            Metric("forecaster_model_mae", "Mean absolute error of the previous forecast since it was made.", "gauge"),
+            Metric(
+                "forecaster_model_coverage",
+                "Share of the samples since the previous forecast that fell inside its band.",
+                "gauge",
+            ),
+            Metric(
+                "forecaster_model_skill",
+                "1 - model MAE / best PromQL baseline MAE over the same samples; below 0 a baseline did better.",
+                "gauge",
+            ),
+        )
+
+
 class SelfMetrics:
     """The service's own metrics, created up front so every forecast shows zeros from the start."""
 
     def __init__(self, registry: CollectorRegistry, forecasts: Sequence[Forecast]) -> None:
+        self.skill = SkillCollector()
+        registry.register(self.skill)
         self.last_success = Gauge(
             "forecaster_last_success_timestamp_seconds",
             "Fit time of the forecast being served (unix seconds).",

@@ -45,6 +45,7 @@ class LocalPrometheus:
         scrape_interval: str = "5s",
         rule_files: list[str] | None = None,
         alertmanagers: list[str] | None = None,
+        extra_scrape_configs: list[dict[str, object]] | None = None,
         port: int | None = None,
         data_dir: Path | None = None,
         out_of_order_window: str = "400d",
@@ -59,6 +60,7 @@ class LocalPrometheus:
         self._scrape_interval = scrape_interval
         self._rule_files = rule_files or []
         self._alertmanagers = alertmanagers or []
+        self._extra_scrape_configs = extra_scrape_configs or []
         self._ooo = out_of_order_window
         self._extra_args = extra_args or []
         self.log_path = log_path or self.dir / "prometheus.log"
@@ -80,6 +82,7 @@ class LocalPrometheus:
             config["scrape_configs"].append(  # type: ignore[attr-defined]
                 {"job_name": "forecaster", "honor_labels": True, "static_configs": [{"targets": self._scrape_targets}]}
             )
+        config["scrape_configs"].extend(self._extra_scrape_configs)  # type: ignore[attr-defined]
         if self._rule_files:
             config["rule_files"] = self._rule_files
         if self._alertmanagers:

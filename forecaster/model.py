@@ -1,12 +1,37 @@
-"""One Prophet model per series: clean the history, fit, predict the forecast frame.
+"""One Prophet model per series: clean the history, fit, predict the forecast frame, put a band on it.
 
 Everything here is a plain function of arrays so that it runs the same in
-the service, in ``forecaster forecast`` and in a worker process.
+the service, in ``forecaster forecast``, in the backtest and in a worker process.
+
+The defaults are chosen so that a forecast with only ``name`` and ``query`` is
+worth looking at (see ``ModelOptions``):
+
+- the history is put on the ``step`` grid; spikes far outside a rolling
+  median/MAD band are clipped before fitting, so they bend neither trend nor
+  seasonality;
+- a positive, heavy-tailed series is fitted in log space (forecasts are then
+  medians, which is what MAE rewards);
+- daily and weekly seasonality are switched on from the history's span and
+  resolution, never Prophet's ``auto``, so warm-start shapes stay stable;
+- the fitted trend is extrapolated flat, damped or linearly, whichever
+  would have strayed least from it in the history: a series whose level
+  wanders is held where it is, a disk that keeps filling keeps its slope;
+- Prophet has no memory of where the series is now; a correction fitted on
+  the residuals' own persistence carries the recent level (after a level
+  shift, say) into the forecast, as far ahead as it held in the history;
+- the band is the empirical quantiles of the in-sample errors of exactly this
+  predictor at each lead time, counting how far the trend moved from its
+  extrapolation as error: no sampling, and it covers about
+  ``interval_width`` of what follows;
+- a series that was never negative is never forecast negative, and a percent
+  or ratio series stays within 0–100 or 0–1.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +44,13 @@ TOO_FEW_POINTS = "too_few_points"
 FIT_FAILED = "fit_failed"
 PREDICT_FAILED = "predict_failed"
 MAX_SERIES = "max_series"
+
+DAY = 86400.0
+WEEK = 7 * DAY
+YEAR = 365.25 * DAY
+
+_PERCENT_HINT = re.compile(r"percent|pct|utili[sz]ation", re.IGNORECASE)
+_RATIO_HINT = re.compile(r"ratio|fraction", re.IGNORECASE)
 
 
 @dataclass
@@ -41,15 +73,50 @@ class Frame:
         )
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """How a series is prepared and how its forecast is shaped; config key ``model``.
+
+    ``outliers``: robust z-score (distance from a rolling median in rolling MADs)
+    beyond which a point is clipped before fitting; None fits the raw data.
+    ``transform``: ``auto`` (log for positive heavy-tailed series), ``log`` or ``none``.
+    ``trend``: how the fitted trend continues past the history: ``flat`` (held
+    at its last value), ``damped`` (its slope fades over ``trend_damping`` of
+    the history span), ``linear`` (Prophet's own) or ``auto`` (whichever of
+    the three strayed least from the fitted trend in the history).
+    ``band``: ``residual`` (empirical, cheap) or ``prophet`` (Prophet's simulated
+    band, with ``prophet.uncertainty_samples`` draws).
+    ``lower``/``upper``: clip bounds; ``None`` with ``bounds: auto`` detects them
+    from the data (never negative → 0; percent/ratio by name and range).
+    ``residual_correction``: carry the latest residual into the near future.
+    """
+
+    outliers: float | None = 5.0
+    transform: str = "auto"
+    trend: str = "auto"
+    trend_damping: float = 0.1
+    band: str = "residual"
+    bounds: str = "auto"
+    lower: float | None = None
+    upper: float | None = None
+    residual_correction: bool = True
+
+
 @dataclass
 class FitSpec:
-    """What a fit needs besides the data; built from a config.Forecast."""
+    """What a fit needs besides the data; built from a config.Forecast.
+
+    ``hint`` is the forecast's name and query, used only to recognise percent
+    and ratio metrics when ``bounds`` is ``auto``.
+    """
 
     step: float
     horizon: float
     interval_width: float
     min_points: int
     prophet: dict[str, Any] = field(default_factory=dict)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    hint: str = ""
 
 
 @dataclass
@@ -57,6 +124,8 @@ class FitResult:
     frame: Frame
     params: dict[str, Any]
     points: int
+    # What the defaults decided for this series, for logs and the backtest.
+    choices: dict[str, Any] = field(default_factory=dict)
 
 
 class Skip(Exception):
@@ -103,45 +172,396 @@ def fit_predict(
         # Prophet on a constant series is all noise in the band; the honest forecast is the constant.
         flat = np.full(len(ds), ys[0])
         return FitResult(Frame(ds, flat, flat.copy(), flat.copy()), {}, len(ts))
-    return _prophet(ts, ys, ds, spec, warm_start)
+    return _forecast(ts, ys, ds, spec, warm_start)
 
 
-def _prophet(
+# --- preparing the history -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    grid: np.ndarray  # step-spaced times from the first to the last sample
+    y: np.ndarray  # transformed, outliers clipped; NaN where no sample
+    raw: np.ndarray  # transformed, outliers as they were
+    transform: str
+    offset: float  # log(y + offset)
+    clipped: int
+
+
+def to_grid(ts: np.ndarray, ys: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Samples on a step grid anchored at the last sample; NaN where there is none, the latest sample wins."""
+    index = np.round((ts - ts[-1]) / step).astype(np.int64)
+    index -= index[0]
+    grid = ts[-1] - step * (index[-1] - np.arange(index[-1] + 1, dtype=np.float64))
+    out = np.full(len(grid), np.nan)
+    out[index] = ys
+    return grid, out
+
+
+def _skew(y: np.ndarray) -> float:
+    sd = float(np.std(y))
+    return 0.0 if sd == 0 else float(np.mean((y - np.mean(y)) ** 3) / sd**3)
+
+
+def choose_transform(ys: np.ndarray, option: str) -> tuple[str, float]:
+    """``log`` for a non-negative series whose log is much less skewed than itself; else ``none``.
+
+    The offset keeps zeros finite: a hundredth of the median of the positive values.
+    """
+    if option == "none" or ys.min() < 0:
+        return "none", 0.0
+    positive = ys[ys > 0]
+    if len(positive) == 0:
+        return "none", 0.0
+    offset = 0.0 if ys.min() > 0 else 0.01 * float(np.median(positive))
+    if option == "log":
+        return "log", offset
+    raw = _skew(ys)
+    logged = _skew(np.log(ys + offset))
+    if raw > 2.0 and abs(logged) < raw / 2:
+        return "log", offset
+    return "none", 0.0
+
+
+def clip_outliers(y: np.ndarray, step: float, threshold: float) -> tuple[np.ndarray, int]:
+    """Clip points farther than ``threshold`` robust SDs from a centred rolling median.
+
+    The window is six hours (at least 11 points), wide enough that a burst of
+    several spiky samples does not become its own median. A local MAD of zero
+    (flat stretches) falls back to a tenth of the series' global MAD.
+
+    The latest points are judged against the past alone, where a spike and the
+    start of a new level look the same; the run of outlying points that
+    reaches the end of the history is therefore kept as it is.
+    """
+    import pandas as pd
+
+    window = max(11, round(6 * 3600 / step) | 1)
+    series = pd.Series(y)
+    median = series.rolling(window, center=True, min_periods=3).median()
+    mad = (series - median).abs().rolling(window, center=True, min_periods=3).median()
+    global_mad = float(np.nanmedian(np.abs(y - np.nanmedian(y))))
+    scale = 1.4826 * np.maximum(mad.to_numpy(), 0.1 * global_mad)
+    centre = median.to_numpy()
+    low, high = centre - threshold * scale, centre + threshold * scale
+    valid = np.isfinite(y) & np.isfinite(centre) & (scale > 0)
+    outside = valid & ((y < low) | (y > high))
+    for index in np.flatnonzero(np.isfinite(y))[::-1]:
+        if not outside[index]:
+            break
+        outside[index] = False
+    out = y.copy()
+    out[outside] = np.clip(y[outside], low[outside], high[outside])
+    return out, int(outside.sum())
+
+
+def prepare(ts: np.ndarray, ys: np.ndarray, spec: FitSpec) -> _Prepared:
+    grid, y = to_grid(ts, ys, spec.step)
+    transform, offset = choose_transform(ys, spec.model.transform)
+    if transform == "log":
+        y = np.log(y + offset)
+    raw, clipped = y, 0
+    if spec.model.outliers is not None:
+        y, clipped = clip_outliers(y, spec.step, spec.model.outliers)
+    return _Prepared(grid, y, raw, transform, offset, clipped)
+
+
+def _untransform(y: np.ndarray, prepared: _Prepared) -> np.ndarray:
+    if prepared.transform == "log":
+        return np.asarray(np.exp(y) - prepared.offset)
+    return y
+
+
+def bounds(ys: np.ndarray, spec: FitSpec) -> tuple[float | None, float | None]:
+    """Clip bounds: configured ones, else (``bounds: auto``) what the data and the name make safe."""
+    lower, upper = spec.model.lower, spec.model.upper
+    if spec.model.bounds != "auto":
+        return lower, upper
+    if lower is None and ys.min() >= 0:
+        lower = 0.0
+    if upper is None and ys.min() >= 0:
+        if ys.max() <= 1 and _RATIO_HINT.search(spec.hint):
+            upper = 1.0
+        elif ys.max() <= 100 and _PERCENT_HINT.search(spec.hint):
+            upper = 100.0
+    return lower, upper
+
+
+def seasonalities(span: float, step: float) -> dict[str, bool | int]:
+    """Daily with two days of sub-daily data, weekly with two weeks, yearly with two years.
+
+    On sub-daily data the weekly terms go up to twice a day (order 14), so a
+    weekend's daily shape may differ from a weekday's.
+    """
+    # n samples cover n steps: a "2d" history is two days even though its first and last sample are 2d - step apart.
+    covered = span + step
+    weekly = covered >= 2 * WEEK
+    return {
+        "daily_seasonality": covered >= 2 * DAY and step < DAY,
+        "weekly_seasonality": 14 if weekly and step < DAY else weekly,
+        "yearly_seasonality": covered >= 2 * YEAR,
+    }
+
+
+def prophet_options(span: float, spec: FitSpec) -> dict[str, Any]:
+    """Prophet's constructor options: the data-driven defaults, then the user's own on top."""
+    options: dict[str, Any] = {
+        **seasonalities(span, spec.step),
+        # A short history has few cycles to tell a trend from a wave; keep its trend stiff.
+        "changepoint_prior_scale": 0.05 if span >= 4 * WEEK else 0.01,
+        "changepoint_range": 0.9,
+    }
+    options.update(spec.prophet)
+    if spec.model.band == "residual":
+        options["uncertainty_samples"] = 0
+    return options
+
+
+# --- fitting ---------------------------------------------------------------------------------------------------
+
+
+def _forecast(
     ts: np.ndarray, ys: np.ndarray, ds: np.ndarray, spec: FitSpec, warm_start: dict[str, Any] | None
 ) -> FitResult:
     import pandas as pd
 
+    prepared = prepare(ts, ys, spec)
+    observed = np.isfinite(prepared.y)
+    span = float(ts[-1] - ts[0])
+    options = prophet_options(span, spec)
     # Stan, cmdstanpy and pandas raise many types; a failing series must not stop the batch.
     try:
-        model = _new_prophet(spec)
-        history = pd.DataFrame({"ds": pd.to_datetime(ts, unit="s"), "y": ys})
+        model = _new_prophet(spec.interval_width, options)
+        history = pd.DataFrame({"ds": pd.to_datetime(prepared.grid[observed], unit="s"), "y": prepared.y[observed]})
         init = _compatible_init(model, history, warm_start)
         model.fit(history, init=init) if init else model.fit(history)
     except Exception as exc:
         raise Skip(FIT_FAILED, f"Prophet could not fit: {exc.__class__.__name__}: {exc}") from exc
     try:
-        predicted = model.predict(pd.DataFrame({"ds": pd.to_datetime(ds, unit="s")}))
-        yhat = predicted["yhat"].to_numpy(dtype=np.float64)
-        if "yhat_lower" in predicted:
-            lower = np.minimum(predicted["yhat_lower"].to_numpy(dtype=np.float64), yhat)
-            upper = np.maximum(predicted["yhat_upper"].to_numpy(dtype=np.float64), yhat)
+        if spec.model.band == "prophet":
+            yhat, lower, upper = _prophet_band(model, ds)
         else:
-            lower, upper = yhat.copy(), yhat.copy()
+            yhat, lower, upper = _residual_band(model, prepared, ds, spec)
     except Exception as exc:
         raise Skip(PREDICT_FAILED, f"Prophet could not predict: {exc.__class__.__name__}: {exc}") from exc
+    yhat, lower, upper = (_untransform(a, prepared) for a in (yhat, lower, upper))
+    low_bound, high_bound = bounds(ys, spec)
+    if low_bound is not None or high_bound is not None:
+        yhat, lower, upper = (np.clip(a, low_bound, high_bound) for a in (yhat, lower, upper))
+    lower, upper = np.minimum(lower, yhat), np.maximum(upper, yhat)
     if not (np.isfinite(yhat).all() and np.isfinite(lower).all() and np.isfinite(upper).all()):
         raise Skip(PREDICT_FAILED, "the prediction contains NaN or Inf")
-    return FitResult(Frame(ds, yhat, lower, upper), _warm_params(model), len(ts))
+    choices = {
+        "transform": prepared.transform,
+        "clipped": prepared.clipped,
+        "daily": options["daily_seasonality"],
+        "weekly": options["weekly_seasonality"],
+    }
+    return FitResult(Frame(ds, yhat, lower, upper), _warm_params(model), len(ts), choices)
 
 
-def _new_prophet(spec: FitSpec) -> Any:
-    # Prophet logs an ERROR about plotly on import and INFO lines on every fit; neither helps an operator.
+def _prophet_band(model: Any, ds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    predicted = model.predict(pd.DataFrame({"ds": pd.to_datetime(ds, unit="s")}))
+    yhat = predicted["yhat"].to_numpy(dtype=np.float64)
+    if "yhat_lower" not in predicted:
+        return yhat, yhat.copy(), yhat.copy()
+    return yhat, predicted["yhat_lower"].to_numpy(dtype=np.float64), predicted["yhat_upper"].to_numpy(np.float64)
+
+
+def _components(model: Any, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Trend and everything else (seasonality) at ``times``, without Prophet's uncertainty sampling."""
+    import pandas as pd
+
+    predicted = model.predict(pd.DataFrame({"ds": pd.to_datetime(times, unit="s")}))
+    trend = predicted["trend"].to_numpy(dtype=np.float64)
+    return trend, predicted["yhat"].to_numpy(dtype=np.float64) - trend
+
+
+def _damp(
+    trend: np.ndarray, times: np.ndarray, origin: float, anchor: float, span: float, mode: str, damping: float
+) -> np.ndarray:
+    """The trend past ``origin``: Prophet's, held flat, or with its slope fading over a share of the span."""
+    if mode == "linear":
+        return trend
+    lead = np.maximum(times - origin, 0.0)
+    if mode == "flat":
+        return np.where(lead > 0, anchor, trend)
+    tau = max(damping * span, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(lead > 0, tau * (1 - np.exp(-lead / tau)) / lead, 1.0)
+    return anchor + (trend - anchor) * share
+
+
+def _residual_band(
+    model: Any, prepared: _Prepared, ds: np.ndarray, spec: FitSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    grid, y = prepared.grid, prepared.y
+    origin = float(grid[-1])
+    span = float(grid[-1] - grid[0])
+    trend, rest = _components(model, np.concatenate((grid, ds)))
+    n = len(grid)
+    leads = np.maximum(np.round((ds - origin) / spec.step).astype(np.int64), 1)
+    mode = choose_trend(trend[:n], spec.step, span, spec.model)
+    future_trend = _damp(trend[n:], ds, origin, float(trend[n - 1]), span, mode, spec.model.trend_damping)
+    residuals = y - (trend[:n] + rest[:n])
+    windows = anchor_windows(spec.step, n) if spec.model.residual_correction else [1]
+    drift = _trend_surprise(trend[:n], spec.step, span, mode, spec.model.trend_damping)
+    fitted = trend[:n] + rest[:n]
+    correction, low, high = lead_errors(
+        residuals, leads, spec.interval_width, windows, spec.model.residual_correction, drift, prepared.raw - fitted
+    )
+    yhat = future_trend + rest[n:] + correction
+    return yhat, yhat + low, yhat + high
+
+
+def _trend_surprise(
+    trend: np.ndarray, step: float, span: float, mode: str, damping: float
+) -> Callable[[int], np.ndarray]:
+    """For a lead of k steps: how far the fitted trend moved from where its extrapolation at each t said it would.
+
+    In sample, Prophet's changepoints follow every shift of level after the
+    fact; out of sample the forecast only has the extrapolation. Adding this
+    surprise to the in-sample errors makes them errors of a forecast made at t.
+    """
+    slope = np.concatenate(([0.0], np.diff(trend))) / step
+
+    def at(k: int) -> np.ndarray:
+        now, later = trend[: len(trend) - k], trend[k:]
+        if mode == "linear":
+            reach = k * step
+        elif mode == "damped":
+            tau = max(damping * span, 1.0)
+            reach = tau * (1 - np.exp(-k * step / tau))
+        else:
+            reach = 0.0
+        return np.asarray(later - (now + slope[: len(trend) - k] * reach))
+
+    return at
+
+
+def choose_trend(trend: np.ndarray, step: float, span: float, options: ModelOptions) -> str:
+    """``trend: auto``: keep the slope only when the trend has been going one way all along.
+
+    That is, when the fitted trend's latest slope is within a factor of two of
+    its average slope over the whole history (a disk filling up). A trend
+    that has turned, or a level that wanders, is held flat: in sample
+    Prophet's trend always looks smooth, but its latest slope is the one least
+    supported by data and the one that runs away.
+    """
+    if options.trend != "auto":
+        return options.trend
+    if len(trend) < 3 or span <= 0:
+        return "flat"
+    overall = (trend[-1] - trend[0]) / span
+    latest = (trend[-1] - trend[-2]) / step
+    if overall != 0 and 0.5 <= latest / overall <= 2.0:
+        return "linear"
+    return "flat"
+
+
+def anchor_windows(step: float, points: int) -> list[int]:
+    """Trailing windows (in steps) whose median residual may carry into the forecast: three points to a day.
+
+    Never a single point on sub-hourly data, where the last sample may be a spike.
+    """
+    sizes = {3} | {max(1, round(seconds / step)) for seconds in (3600.0, 6 * 3600.0, DAY)}
+    return sorted(size for size in sizes if size <= max(1, points // 4))
+
+
+def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Median of the finite values among the last ``window`` at each index; NaN when there are none."""
+    import pandas as pd
+
+    return np.asarray(pd.Series(values).rolling(window, min_periods=1).median().to_numpy(dtype=np.float64))
+
+
+def lead_errors(
+    residuals: np.ndarray,
+    leads: np.ndarray,
+    width: float,
+    windows: list[int],
+    correct: bool,
+    surprise: Callable[[int], np.ndarray] | None = None,
+    outcomes: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each lead (in steps): the residual correction to add, and the band's offsets around the forecast.
+
+    Prophet forgets where the series is right now. The correction is
+    ``gain × (median residual over a trailing window)``; for each lead the
+    window and the gain (a regression coefficient, kept in [0, 1]) are the
+    ones with the smallest in-sample absolute error. The band is the
+    empirical quantiles of that predictor's own in-sample errors at that lead,
+    counting the trend's ``surprise`` (see ``_trend_surprise``) as error.
+    ``outcomes`` are the residuals of the data before outliers were clipped:
+    spikes were kept out of the fit, but they will happen again, and the
+    band should say how often. Computed at up to 40 log-spaced leads and
+    interpolated between them.
+    """
+    unique = np.unique(leads)
+    probe = np.unique(np.round(np.geomspace(unique[0], unique[-1], min(len(unique), 40))).astype(np.int64))
+    n = len(residuals)
+    raw = residuals if outcomes is None else outcomes
+    anchors = {m: trailing_median(residuals, m) for m in windows}
+    corrections = np.zeros(len(probe))
+    lows = np.zeros(len(probe))
+    highs = np.zeros(len(probe))
+    alpha = (1 - width) / 2
+    for i, k in enumerate(probe):
+        if k >= n - 10:
+            errors = raw[np.isfinite(raw)]
+            lows[i], highs[i] = np.quantile(errors, [alpha, 1 - alpha])
+            continue
+        drift = surprise(int(k)) if surprise is not None else 0.0
+        later_all, outcome_all = residuals[k:] + drift, raw[k:] + drift
+        known = np.isfinite(later_all)
+        best_score, best_gain, best_anchor = float(np.mean(np.abs(later_all[known]))), 0.0, None
+        for anchor in anchors.values() if correct else ():
+            now = anchor[: n - k]
+            pair = np.isfinite(now) & known
+            power = float(np.dot(now[pair], now[pair]))
+            if pair.sum() <= 10 or power <= 0:
+                continue
+            gain = float(np.clip(np.dot(now[pair], later_all[pair]) / power, 0.0, 1.0))
+            score = float(np.mean(np.abs(later_all[pair] - gain * now[pair])))
+            if score < best_score:
+                best_score, best_gain, best_anchor = score, gain, anchor
+        if best_anchor is None:
+            errors = outcome_all[np.isfinite(outcome_all)]
+        else:
+            now = best_anchor[: n - k]
+            pair = np.isfinite(now) & np.isfinite(outcome_all)
+            errors = outcome_all[pair] - best_gain * now[pair]
+            latest = best_anchor[np.isfinite(best_anchor)]
+            corrections[i] = best_gain * float(latest[-1]) if len(latest) else 0.0
+        lows[i], highs[i] = np.quantile(errors, [alpha, 1 - alpha])
+    return (
+        np.interp(leads, probe, corrections),
+        np.interp(leads, probe, lows),
+        np.interp(leads, probe, highs),
+    )
+
+
+def load_prophet() -> Any:
+    """Import Prophet with its log noise turned down: an ERROR about plotly on import, INFO lines on every fit."""
     logging.getLogger("prophet.plot").disabled = True
+    cmdstanpy_log = logging.getLogger("cmdstanpy")
+    # cmdstanpy installs its own INFO handler unless the logger already has one.
+    if not cmdstanpy_log.handlers:
+        cmdstanpy_log.addHandler(logging.NullHandler())
+    cmdstanpy_log.setLevel(logging.WARNING)
     from prophet import Prophet
 
-    for name in ("prophet", "cmdstanpy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    return Prophet(interval_width=spec.interval_width, **spec.prophet)
+    from forecaster import stan_json
+
+    logging.getLogger("prophet").setLevel(logging.WARNING)
+    stan_json.install()
+    return Prophet
+
+
+def _new_prophet(interval_width: float, options: dict[str, Any]) -> Any:
+    return load_prophet()(interval_width=interval_width, **options)
 
 
 def _warm_params(model: Any) -> dict[str, Any]:

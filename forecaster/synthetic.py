@@ -23,12 +23,14 @@ class Signal:
     trend_per_day: float = 0.0
     noise: float = 1.0
     phase: float = 0.0
+    # Where the trend passes through ``base`` (unix seconds); a demo sets it to "now" so that base is today's level.
+    origin: float = 20000 * DAY
 
     def clean(self, t: np.ndarray | float) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
         return np.asarray(
             self.base
-            + self.trend_per_day * (t / DAY - 20000.0)
+            + self.trend_per_day * (t - self.origin) / DAY
             + self.daily * np.sin(2 * math.pi * t / DAY + self.phase)
             + self.weekly * np.sin(2 * math.pi * t / WEEK + self.phase)
         )

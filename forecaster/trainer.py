@@ -11,17 +11,22 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
+from forecaster.backtest import score_previous
+from forecaster.breach import match_threshold
 from forecaster.config import Forecast
-from forecaster.errors import QueryError
+from forecaster.errors import QueryAbandoned, QueryError
+from forecaster.executor import FIT_TIMEOUT, Executor, FitTask, InlineExecutor, Stopped
 from forecaster.exporter import Board, SelfMetrics
-from forecaster.model import FIT_FAILED, MAX_SERIES, PREDICT_FAILED, FitSpec, Skip, fit_predict
+from forecaster.history import HistoryCache, merge, plan
+from forecaster.model import FIT_FAILED, MAX_SERIES, PREDICT_FAILED, FitSpec
 from forecaster.prometheus import PrometheusSource, Series, series_key
 from forecaster.state import ForecastState, SeriesState, StateStore
 
 log = logging.getLogger(__name__)
 
-_STAGE_OF_REASON = {FIT_FAILED: "fit", PREDICT_FAILED: "predict"}
+_STAGE_OF_REASON = {FIT_FAILED: "fit", FIT_TIMEOUT: "fit", PREDICT_FAILED: "predict"}
 
 
 def fit_spec(forecast: Forecast) -> FitSpec:
@@ -31,15 +36,13 @@ def fit_spec(forecast: Forecast) -> FitSpec:
         interval_width=forecast.interval_width,
         min_points=forecast.min_points,
         prophet=dict(forecast.prophet),
+        model=forecast.model,
+        hint=f"{forecast.name} {forecast.query}",
     )
 
 
 def format_labels(labels: dict[str, str]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-
-
-class Stopped(Exception):
-    """The service is shutting down; the retrain was abandoned and the previous state kept."""
 
 
 class Trainer:
@@ -52,8 +55,12 @@ class Trainer:
         *,
         clock: Callable[[], float] = time.time,
         stop: threading.Event | None = None,
+        history: HistoryCache | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self._source = source
+        self._executor = executor or InlineExecutor()
+        self._history = history
         self._store = store
         self._board = board
         self._metrics = metrics
@@ -100,11 +107,13 @@ class Trainer:
             return None
         series = self._guard_cardinality(forecast, series)
         fitted = self._fit_all(forecast, series, fit_time)
+        self._record_skill(forecast, series, fit_time)
         if not fitted:
             log.warning(
                 "forecast %r: no series could be fitted this time; keeping the previous forecast", forecast.name
             )
             return None
+        fitted = self._attach_thresholds(forecast, fitted, fit_time)
         state = ForecastState(forecast.name, forecast.query, fit_time, fitted)
         try:
             self._store.save(state)
@@ -124,38 +133,109 @@ class Trainer:
         return state
 
     def _fetch(self, forecast: Forecast, fit_time: float) -> list[Series]:
-        """The history every series of ``forecast`` is fitted on, up to ``fit_time``."""
-        series = self._source.query_range(
-            forecast.query,
-            fit_time - forecast.history.seconds,
-            fit_time,
-            forecast.step.seconds,
-            forecast=forecast.name,
-        )
-        self._metrics.points_fetched.labels(forecast.name).inc(sum(len(s.timestamps) for s in series))
-        return series
+        """The history every series of ``forecast`` is fitted on, up to ``fit_time``.
+
+        With a history cache only the range after the cached end (plus an overlap) is pulled.
+        """
+        step = forecast.step.seconds
+        window_start = fit_time - forecast.history.seconds
+        cached = self._history.load(forecast.name, forecast.query, step) if self._history else None
+        fetch = plan(cached, window_start, fit_time, step, self._history.overlap_steps if self._history else 0)
+        try:
+            pulled = self._source.query_range(forecast.query, fetch.start, fetch.end, step, forecast=forecast.name)
+        except QueryAbandoned:
+            raise Stopped from None
+        self._metrics.points_fetched.labels(forecast.name).inc(sum(len(s.timestamps) for s in pulled))
+        merged = merge(pulled, fetch, forecast.query, step, window_start)
+        if self._history is not None:
+            try:
+                self._history.save(forecast.name, merged)
+            except OSError as exc:
+                self._metrics.errors.labels(forecast.name, "state").inc()
+                log.error(
+                    "forecast %r: cannot write the history cache %s: %s; the next retrain pulls this range again",
+                    forecast.name,
+                    self._history.path(forecast.name),
+                    exc,
+                )
+        return merged.series
 
     def _fit_all(self, forecast: Forecast, series: list[Series], fit_time: float) -> list[SeriesState]:
-        """Fit every series; a series that fails keeps its previous forecast, if it had one."""
+        """Fit every series on the executor; a series that fails keeps its previous forecast, if it had one."""
         previous = {series_key(s.labels): s for s in (self._current.get(forecast.name) or _empty(forecast)).series}
+        before = [previous.get(series_key(item.labels)) for item in series]
         spec = fit_spec(forecast)
-        fitted: list[SeriesState] = []
-        for item in series:
-            if self.stop.is_set():
-                raise Stopped
-            before = previous.get(series_key(item.labels))
-            fit_started = time.monotonic()
-            try:
-                result = fit_predict(item.timestamps, item.values, fit_time, spec, before.params if before else None)
-            except Skip as skip:
-                self._skipped(forecast, item, skip)
-                if before is not None and skip.reason in _STAGE_OF_REASON:
-                    fitted.append(before)
+        tasks = [
+            FitTask(i, item.timestamps, item.values, fit_time, spec, old.params if old else None)
+            for i, (item, old) in enumerate(zip(series, before, strict=True))
+        ]
+        results: list[SeriesState | None] = [None] * len(series)
+        for outcome in self._executor.run(tasks, self.stop):
+            item, old = series[outcome.index], before[outcome.index]
+            self._metrics.fit_duration.labels(forecast.name).observe(outcome.seconds)
+            if outcome.result is not None:
+                result = outcome.result
+                results[outcome.index] = SeriesState(item.labels, result.frame, result.params, result.points)
                 continue
-            finally:
-                self._metrics.fit_duration.labels(forecast.name).observe(time.monotonic() - fit_started)
-            fitted.append(SeriesState(item.labels, result.frame, result.params, result.points))
-        return fitted
+            self._skipped(forecast, item, outcome.reason, outcome.detail)
+            if old is not None and outcome.reason in _STAGE_OF_REASON:
+                results[outcome.index] = old
+        return [r for r in results if r is not None]
+
+    def _record_skill(self, forecast: Forecast, series: list[Series], fit_time: float) -> None:
+        """Score the forecast being replaced on the samples that arrived since it was made.
+
+        Reuses the history just fetched, so it costs no query and no fit. A series
+        without a previous forecast or without new samples keeps no score.
+        """
+        previous = self._current.get(forecast.name)
+        if previous is None:
+            return
+        frames = {series_key(s.labels): s.frame for s in previous.series}
+        scores = []
+        for item in series:
+            frame = frames.get(series_key(item.labels))
+            if frame is None:
+                continue
+            skill = score_previous(frame, previous.fit_time, item.timestamps, item.values, fit_time)
+            if skill is not None:
+                scores.append((item.labels, skill.mae, skill.coverage, skill.skill))
+        self._metrics.skill.publish(forecast.name, scores)
+
+    def _attach_thresholds(self, forecast: Forecast, fitted: list[SeriesState], fit_time: float) -> list[SeriesState]:
+        """Each series' breach threshold from ``breach.threshold_query``, read once per retrain.
+
+        Scrapes never query Prometheus, so the threshold is stored with the
+        state. When the query fails, each series keeps its previous threshold.
+        """
+        breach = forecast.breach
+        if breach is None or breach.threshold_query is None:
+            return fitted
+        query = breach.threshold_query
+        try:
+            thresholds = self._source.query(query, fit_time, forecast=forecast.name)
+        except QueryAbandoned:
+            raise Stopped from None
+        except QueryError as exc:
+            self._metrics.errors.labels(forecast.name, "query").inc()
+            log.error("%s (breach.threshold_query); keeping each series' previous threshold", exc)
+            previous = self._current.get(forecast.name) or _empty(forecast)
+            kept = {series_key(s.labels): s.threshold for s in previous.series}
+            return [replace(s, threshold=kept.get(series_key(s.labels))) for s in fitted]
+        out = []
+        for state in fitted:
+            threshold = match_threshold(state.labels, thresholds)
+            if threshold is None:
+                log.warning(
+                    "forecast %r: series %s: breach.threshold_query %r has no single finite value for it "
+                    "(threshold series must agree with the forecast series on the labels they share); "
+                    "forecast_breach_seconds is not exposed for it",
+                    forecast.name,
+                    format_labels(state.labels),
+                    query,
+                )
+            out.append(replace(state, threshold=threshold))
+        return out
 
     def _guard_cardinality(self, forecast: Forecast, series: list[Series]) -> list[Series]:
         if len(series) <= forecast.max_series:
@@ -174,12 +254,12 @@ class Trainer:
         )
         return ordered[: forecast.max_series]
 
-    def _skipped(self, forecast: Forecast, item: Series, skip: Skip) -> None:
-        self._metrics.skipped.labels(forecast.name, skip.reason).inc()
-        stage = _STAGE_OF_REASON.get(skip.reason)
+    def _skipped(self, forecast: Forecast, item: Series, reason: str, detail: str) -> None:
+        self._metrics.skipped.labels(forecast.name, reason).inc()
+        stage = _STAGE_OF_REASON.get(reason)
         if stage:
             self._metrics.errors.labels(forecast.name, stage).inc()
-        key = (forecast.name, series_key(item.labels), skip.reason)
+        key = (forecast.name, series_key(item.labels), reason)
         level = logging.DEBUG if key in self._reported else logging.WARNING
         self._reported.add(key)
         log.log(
@@ -187,8 +267,8 @@ class Trainer:
             "forecast %r: series %s skipped (%s): %s",
             forecast.name,
             format_labels(item.labels),
-            skip.reason,
-            skip,
+            reason,
+            detail,
         )
 
 

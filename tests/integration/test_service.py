@@ -83,8 +83,13 @@ def test_forecasts_reach_prometheus_with_labels_bands_and_horizons(prometheus, r
     assert moving >= 1, "no series moves enough in an hour to tell the horizons apart"
 
     assert float(prometheus.query('up{job="forecaster"}')[0]["value"][1]) == 1
-    out_of_bounds = prometheus.query("prometheus_target_scrapes_sample_out_of_bounds_total")
-    assert out_of_bounds and all(float(r["value"][1]) == 0 for r in out_of_bounds)
+    # Prometheus' scrape of itself may not have happened yet on a busy machine.
+    out_of_bounds = wait_for(
+        lambda: prometheus.query("prometheus_target_scrapes_sample_out_of_bounds_total"),
+        30,
+        "Prometheus' own out-of-bounds counter",
+    )
+    assert all(float(r["value"][1]) == 0 for r in out_of_bounds)
     assert float(prometheus.query('forecaster_series{forecast="requests"}')[0]["value"][1]) == len(SIGNALS)
 
     started = time.monotonic()

@@ -1,0 +1,174 @@
+"""Backtest the default model against the PromQL baselines on real and synthetic series, through Prometheus.
+
+Each CSV in ``../shared/data`` (``timestamp,value`` or Prophet's ``ds,y``) is
+shifted so that its last sample lies just before now, pushed into a fresh
+local Prometheus through remote write, and backtested with ``forecaster
+backtest``'s own code and a config that sets only ``name``, ``query``,
+``history``, ``step`` and ``horizon``::
+
+    /tmp/venv/bin/python benchmarks/backtest.py                 # ../shared/data
+    /tmp/venv/bin/python benchmarks/backtest.py --synthetic     # generated series, not in that folder
+    /tmp/venv/bin/python benchmarks/backtest.py --plain         # the same, with Prophet's own defaults
+
+Sub-daily series are scored at 1h and 1d, daily series at 1d and 7d, over
+``--origins`` rolling origins (default 6). Prints the table and per-fit timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecaster import asof
+from forecaster.backtest import SeriesReport, write_table
+from forecaster.config import Duration, parse
+from forecaster.local_prometheus import LocalPrometheus
+from forecaster.model import DAY, FitResult, FitSpec, ModelOptions, fit_predict
+from forecaster.prometheus import PrometheusSource
+from forecaster.remote_write import TimeSeries, push
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+METRIC = "bench_value"
+
+# Prophet as it comes: automatic seasonalities, linear trend, its own simulated band.
+PLAIN_PROPHET = {
+    "daily_seasonality": "auto",
+    "weekly_seasonality": "auto",
+    "yearly_seasonality": "auto",
+    "changepoint_prior_scale": 0.05,
+    "changepoint_range": 0.8,
+    "uncertainty_samples": 1000,
+}
+PLAIN_MODEL = ModelOptions(
+    outliers=None, transform="none", trend="linear", band="prophet", bounds="none", residual_correction=False
+)
+
+
+def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    frame = pd.read_csv(path)
+    frame.columns = ["ds", "y"]
+    ts = pd.to_datetime(frame["ds"]).to_numpy(dtype="datetime64[s]").astype(np.int64).astype(np.float64)
+    order = np.argsort(ts, kind="stable")
+    return ts[order], frame["y"].to_numpy(dtype=np.float64)[order]
+
+
+def synthetic(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Series shaped like infrastructure metrics, 5 minutes apart over 21 days, each with its own seed."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, 21 * DAY, 300.0)
+    day = np.sin(2 * np.pi * t / DAY)
+    weekday = (np.floor(t / DAY) % 7 < 5).astype(np.float64)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    out["requests_daily_weekly"] = t, 500 + 200 * day * (0.6 + 0.4 * weekday) + rng.normal(0, 20, len(t))
+    spiky = 50 + 10 * day + rng.normal(0, 2, len(t))
+    spikes = rng.random(len(t)) < 0.01
+    spiky[spikes] *= rng.uniform(20, 500, spikes.sum())
+    out["bytes_with_spikes"] = t, spiky
+    level = 30 + 5 * day + rng.normal(0, 1, len(t))
+    level[t > t[-1] - rng.uniform(2, 5) * DAY] += 25
+    out["queue_level_shift"] = t, level
+    out["disk_used_growth"] = t, 1e9 + 2e6 * t / 3600 + 5e6 * day + rng.normal(0, 2e6, len(t))
+    cpu = 85 + 20 * day + rng.normal(0, 4, len(t))
+    out["cpu_utilization_percent"] = t, np.clip(cpu, 0, 100)
+    out["errors_heavy_tail"] = t, rng.lognormal(np.log(5 + 3 * (day + 1)), 0.8)
+    walk = 100 + np.cumsum(rng.normal(0, 0.5, len(t)))
+    out["temperature_random_walk"] = t, walk + 3 * day
+    out["cache_hit_ratio"] = t, np.clip(0.9 + 0.05 * day + rng.normal(0, 0.01, len(t)), 0, 1)
+    return out
+
+
+def resolution(ts: np.ndarray) -> float:
+    gap = float(np.median(np.diff(ts)))
+    for step in (300.0, 1800.0, 3600.0, DAY):
+        if gap <= step * 1.5:
+            return step
+    return DAY
+
+
+def settings(step: float) -> tuple[dict[str, str], str]:
+    """The forecast's settings (only history, step, horizon) and the horizons to score."""
+    if step >= DAY:
+        return {"history": "3y", "step": "1d", "horizon": "7d"}, "1d,7d"
+    return {"history": "28d", "step": f"{int(step // 60)}m", "horizon": "1d"}, "1h,1d"
+
+
+def timed(plain: bool, times: list[float]) -> Any:
+    def fit(ts: np.ndarray, ys: np.ndarray, fit_time: float, spec: FitSpec) -> FitResult:
+        if plain:
+            spec = dataclasses.replace(spec, model=PLAIN_MODEL, prophet=PLAIN_PROPHET)
+        started = time.perf_counter()
+        try:
+            return fit_predict(ts, ys, fit_time, spec)
+        finally:
+            times.append(time.perf_counter() - started)
+
+    return fit
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of CSV files (default ../shared/data)")
+    parser.add_argument("--synthetic", action="store_true", help="generated series instead of the CSV files")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic series")
+    parser.add_argument("--plain", action="store_true", help="Prophet's own defaults instead of forecaster's")
+    parser.add_argument("--origins", type=int, default=6)
+    parser.add_argument("--plot", type=Path, help="write one PNG per series here")
+    args = parser.parse_args()
+
+    if args.synthetic:
+        series = synthetic(args.seed)
+    else:
+        series = {path.stem: read_csv(path) for path in sorted(args.data.glob("*.csv"))}
+    now = time.time()
+    forecasts: list[dict[str, Any]] = []
+    horizons: dict[str, list[float]] = {}
+    pushed = []
+    for name, (ts, ys) in series.items():
+        step = resolution(ts)
+        # Whole steps keep the samples on the same phase of the query grid as in the original file.
+        shifted = ts + np.floor((now - 120 - ts[-1]) / step) * step
+        millis = (shifted * 1000).astype(np.int64).tolist()
+        pushed.append(TimeSeries({"__name__": METRIC, "file": name}, millis, ys.tolist()))
+        chosen, scored = settings(step)
+        key = "".join(c if c.isalnum() else "_" for c in name)
+        forecasts.append({"name": key, "query": f'{METRIC}{{file="{name}"}}', **chosen})
+        horizons[key] = [Duration.parse(h).seconds for h in scored.split(",")]
+
+    times: list[float] = []
+    reports: list[SeriesReport] = []
+    with LocalPrometheus(out_of_order_window="4000d", extra_args=["--storage.tsdb.retention.time=20y"]) as prom:
+        push(prom.write_url, pushed)
+        config = parse({"prometheus": {"url": prom.url, "timeout": "60s"}, "forecasts": forecasts})
+        source = PrometheusSource.from_config(config.prometheus)
+        try:
+            for forecast in config.forecasts:
+                reports += asof.backtest(
+                    source,
+                    forecast,
+                    origins=args.origins,
+                    horizons=horizons[forecast.name],
+                    now=now,
+                    plot_dir=args.plot,
+                    fit=timed(args.plain, times),
+                )
+        finally:
+            source.close()
+    label = "plain Prophet" if args.plain else "forecaster defaults"
+    where = f"synthetic (seed {args.seed})" if args.synthetic else str(args.data)
+    print(f"{label} on {where}: {len(reports)} series, {args.origins} origins\n")
+    write_table(reports, 0.8, sys.stdout)
+    p50, p90 = np.quantile(times, [0.5, 0.9])
+    print(f"\nper fit+predict: median {p50:.2f}s, p90 {p90:.2f}s over {len(times)} fits")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

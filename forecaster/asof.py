@@ -1,0 +1,121 @@
+"""Forecasts as of a past time: ``forecast --at`` and the data behind ``backtest``.
+
+Both read Prometheus directly through the source, never through the history
+cache or the stored state: a fit as of a past time must neither see data from
+after that time nor leave anything behind that the service would pick up.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from forecaster.backtest import FitFunction, SeriesReport, choose_origins, evaluate_series, plot
+from forecaster.config import Forecast
+from forecaster.errors import ConfigError
+from forecaster.model import Skip, fit_predict
+from forecaster.prometheus import PrometheusSource, Series
+from forecaster.state import ForecastState, SeriesState
+from forecaster.trainer import fit_spec, format_labels
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds, or an RFC 3339 time with a zone (``2024-05-01T12:00:00Z``)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            [f"--at: {text!r} is neither unix seconds nor an RFC 3339 time (2024-05-01T12:00:00Z)"]
+        ) from None
+    if parsed.tzinfo is None:
+        raise ConfigError([f"--at: {text!r} has no time zone; add Z for UTC or an offset such as +02:00"])
+    return parsed.timestamp()
+
+
+def history_before(source: PrometheusSource, forecast: Forecast, start: float, before: float) -> list[Series]:
+    """Every series of ``forecast`` on its step grid in ``[start, before)``; nothing at or after ``before``."""
+    step = forecast.step.seconds
+    # The range ends on the last grid point strictly before ``before``; the filter below guards the rest.
+    end = math.ceil(before / step) * step - step
+    series = source.query_range(forecast.query, start, end, step, forecast=forecast.name)
+    out = []
+    for item in series:
+        keep = item.timestamps < before
+        out.append(Series(item.labels, item.timestamps[keep], item.values[keep]))
+    return out
+
+
+def forecast_at(source: PrometheusSource, forecast: Forecast, at: float) -> tuple[ForecastState, list[str]]:
+    """Fit every series on the history strictly before ``at``; the frame starts at ``at``.
+
+    Returns the state (never saved) and one line per series that could not be fitted.
+    """
+    spec = fit_spec(forecast)
+    fitted, skipped = [], []
+    for item in history_before(source, forecast, at - forecast.history.seconds, at):
+        try:
+            result = fit_predict(item.timestamps, item.values, at, spec)
+        except Skip as skip:
+            skipped.append(
+                f"forecast {forecast.name!r}: series {format_labels(item.labels)} skipped ({skip.reason}): {skip}"
+            )
+            continue
+        fitted.append(SeriesState(item.labels, result.frame, result.params, result.points))
+    return ForecastState(forecast.name, forecast.query, at, fitted), skipped
+
+
+def backtest(
+    source: PrometheusSource,
+    forecast: Forecast,
+    *,
+    origins: int,
+    horizons: Sequence[float],
+    now: float,
+    plot_dir: Path | None = None,
+    fit: FitFunction | None = None,
+) -> list[SeriesReport]:
+    """Rolling-origin evaluation of every series of ``forecast``, ``max(horizons)`` between origins."""
+    from tqdm import tqdm
+
+    step = forecast.step.seconds
+    reach = max(horizons)
+    if reach > forecast.horizon.seconds:
+        raise ConfigError(
+            [f"forecast {forecast.name!r}: backtest horizon {reach:.0f}s exceeds horizon {forecast.horizon.text!r}"]
+        )
+    spacing = max(reach, step)
+    first = choose_origins(now, origins, spacing, reach, step)[0]
+    series = history_before(source, forecast, first - forecast.history.seconds, now)
+    spec = fit_spec(forecast)
+    reports = []
+    progress = tqdm(total=len(series), desc=forecast.name, unit="series", disable=not sys.stderr.isatty())
+    for item in series:
+        if len(item.timestamps) == 0:
+            progress.update()
+            continue
+        chosen = choose_origins(float(np.max(item.timestamps)), origins, spacing, reach, step)
+        name = f"{forecast.name}{format_labels(item.labels)}"
+        kwargs = {"fit": fit} if fit is not None else {}
+        report = evaluate_series(
+            name, item.timestamps, item.values, spec, forecast.history.seconds, horizons, chosen, **kwargs
+        )
+        reports.append(report)
+        if plot_dir is not None:
+            plot_dir.mkdir(parents=True, exist_ok=True)
+            plot(report, item.timestamps, item.values, plot_dir / f"{_file_name(name)}.png")
+        progress.update()
+    progress.close()
+    return reports
+
+
+def _file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_=." else "_" for c in name).strip("_")[:150]

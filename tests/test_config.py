@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import pytest
+
+from forecaster.config import Duration, parse, parse_listen
+from forecaster.errors import ConfigError
+
+
+def _problems(data: dict[str, object]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(data)
+    return caught.value.problems
+
+
+def _minimal(**top: object) -> dict[str, object]:
+    return {"prometheus": {"url": "http://prom:9090"}, "forecasts": [{"name": "a", "query": "up"}], **top}
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h", 3600), ("1d", 86400), ("1w", 604800), ("1h30m", 5400), ("250ms", 0.25)],
+)
+def test_durations_use_prometheus_syntax_and_keep_their_text(text, seconds):
+    duration = Duration.parse(text)
+    assert duration.seconds == seconds and duration.text == text
+
+
+@pytest.mark.parametrize("text", ["1x", "", "5", "-1h", "1.5h", "h"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError, match="is not a duration"):
+        Duration.parse(text)
+
+
+def test_defaults_layer_under_each_forecast():
+    config = parse(
+        {
+            "prometheus": {"url": "http://prom:9090/"},
+            "defaults": {"history": "7d", "horizons": ["1h", "6h"], "prophet": {"changepoint_prior_scale": 0.1}},
+            "forecasts": [
+                {"name": "a", "query": "up"},
+                {"name": "b", "query": "up", "history": "2d", "prophet": {"seasonality_mode": "multiplicative"}},
+            ],
+        }
+    )
+    a, b = config.forecasts
+    assert config.prometheus.url == "http://prom:9090"
+    assert (a.history.text, a.step.text, a.horizon.text, a.retrain_every.text) == ("7d", "5m", "1d", "1h")
+    assert [h.text for h in a.horizons] == ["1h", "6h"]
+    assert b.history.text == "2d"
+    assert b.prophet["changepoint_prior_scale"] == 0.1 and b.prophet["seasonality_mode"] == "multiplicative"
+    assert a.max_series == 1000 and a.interval_width == 0.8
+
+
+def test_every_problem_is_reported_with_its_path():
+    problems = _problems(
+        {
+            "prometheus": {"timeout": "soon"},
+            "server": {"listen": "nowhere"},
+            "forecasts": [
+                {"name": "ok", "query": "up"},
+                {"name": "9bad", "query": "up", "horizon": "1x", "colour": "red"},
+            ],
+        }
+    )
+    text = "\n".join(problems)
+    assert "prometheus.url: required" in text
+    assert "prometheus.timeout: 'soon' is not a duration" in text
+    assert "server.listen: 'nowhere' is not HOST:PORT" in text
+    assert "forecasts[1].name: '9bad' is not a valid name" in text
+    assert "forecasts[1].horizon: '1x' is not a duration" in text
+    assert "forecasts[1].colour: unknown key" in text
+
+
+def test_horizons_must_fit_inside_the_horizon_and_be_distinct():
+    data = _minimal()
+    data["forecasts"] = [{"name": "a", "query": "up", "horizon": "2h", "horizons": ["1h", "60m", "3h", "0s"]}]
+    text = "\n".join(_problems(data))
+    assert "forecasts[0].horizons[2]: '3h' exceeds horizon '2h'" in text
+    assert "forecasts[0].horizons[3]: '0s' must be longer than zero" in text
+    assert "forecasts[0].horizons: entries must be distinct" in text
+
+
+def test_forecast_names_are_unique():
+    data = _minimal()
+    data["forecasts"] = [{"name": "a", "query": "up"}, {"name": "a", "query": "down"}]
+    assert any("used more than once" in p for p in _problems(data))
+
+
+def test_prophet_options_are_validated():
+    data = _minimal()
+    data["forecasts"] = [{"name": "a", "query": "up", "prophet": {"growth": "logistic", "mcmc_samples": 100}}]
+    text = "\n".join(_problems(data))
+    assert "forecasts[0].prophet.growth" in text
+    assert "forecasts[0].prophet.mcmc_samples: unknown key" in text
+
+
+def test_executor_settings():
+    config = parse(_minimal(workers=3, fit_timeout="90s", executor={"type": "dask", "address": "tcp://dask:8786"}))
+    assert (config.workers, config.fit_timeout.seconds, config.executor.address) == (3, 90, "tcp://dask:8786")
+    assert parse(_minimal()).executor.type == "local" and parse(_minimal()).workers is None
+    assert "executor: type dask needs address" in "\n".join(_problems(_minimal(executor={"type": "dask"})))
+    assert any(p.startswith("workers:") for p in _problems(_minimal(workers=-1)))
+
+
+@pytest.mark.parametrize(("text", "host", "port"), [("0.0.0.0:9095", "0.0.0.0", 9095), ("[::1]:80", "::1", 80)])
+def test_listen_addresses(text, host, port):
+    assert parse_listen(text) == (host, port)

@@ -1,0 +1,119 @@
+"""The model's robust defaults: cleaning, transform, seasonalities, bounds, and the band they produce."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecaster.config import parse
+from forecaster.errors import ConfigError
+from forecaster.model import (
+    DAY,
+    FitSpec,
+    ModelOptions,
+    bounds,
+    choose_transform,
+    clip_outliers,
+    fit_predict,
+    seasonalities,
+    to_grid,
+)
+
+STEP = 300.0
+
+
+def _spec(**model: object) -> FitSpec:
+    return FitSpec(step=STEP, horizon=DAY, interval_width=0.8, min_points=20, model=ModelOptions(**model))  # type: ignore[arg-type]
+
+
+def test_spikes_are_clipped_but_a_new_level_at_the_end_is_kept():
+    rng = np.random.default_rng(0)
+    y = 10 + rng.normal(0, 1, 600)
+    y[[100, 300, 301]] = 5000.0
+    y[-5:] = 60.0  # the start of a new level, or a burst: the past alone cannot tell
+    out, clipped = clip_outliers(y, STEP, 5.0)
+    assert clipped == 3
+    assert out[[100, 300, 301]].max() < 20
+    assert out[-5:].tolist() == [60.0] * 5
+
+
+def test_samples_go_on_the_step_grid_with_gaps_left_empty():
+    grid, y = to_grid(np.array([0.0, 300.0, 1200.0, 1490.0]), np.array([1.0, 2.0, 3.0, 4.0]), STEP)
+    assert grid.tolist() == [-10.0, 290.0, 590.0, 890.0, 1190.0, 1490.0]
+    assert np.isnan(y[2]) and np.isnan(y[3])
+    assert y[[0, 1, 4, 5]].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_log_only_for_positive_heavy_tailed_series():
+    rng = np.random.default_rng(1)
+    assert choose_transform(rng.lognormal(0, 1.5, 2000), "auto")[0] == "log"
+    assert choose_transform(100 + rng.normal(0, 1, 2000), "auto")[0] == "none"
+    assert choose_transform(rng.normal(0, 1, 2000), "log")[0] == "none"  # negative values cannot be logged
+    transform, offset = choose_transform(np.concatenate(([0.0], rng.lognormal(0, 1.5, 2000))), "auto")
+    assert transform == "log" and offset > 0
+
+
+def test_seasonalities_follow_span_and_resolution():
+    assert seasonalities(DAY, STEP) == {
+        "daily_seasonality": False,
+        "weekly_seasonality": False,
+        "yearly_seasonality": False,
+    }
+    assert seasonalities(3 * DAY, STEP)["daily_seasonality"] is True
+    assert seasonalities(15 * DAY, STEP)["weekly_seasonality"] == 14
+    daily_data = seasonalities(3 * 365 * DAY, DAY)
+    assert daily_data == {"daily_seasonality": False, "weekly_seasonality": True, "yearly_seasonality": True}
+
+
+def test_bounds_are_detected_conservatively_and_can_be_set():
+    percent = np.array([3.0, 50.0, 99.0])
+    assert bounds(percent, FitSpec(STEP, DAY, 0.8, 20, hint="node_cpu_utilization")) == (0.0, 100.0)
+    assert bounds(percent, FitSpec(STEP, DAY, 0.8, 20, hint="requests")) == (0.0, None)
+    assert bounds(np.array([-1.0, 1.0]), FitSpec(STEP, DAY, 0.8, 20, hint="ratio")) == (None, None)
+    assert bounds(percent, _spec(bounds="none")) == (None, None)
+    assert bounds(percent, _spec(lower=5.0)) == (5.0, None)
+
+
+def test_model_keys_are_validated_with_their_path():
+    base = {"prometheus": {"url": "http://127.0.0.1:9090"}}
+    config = parse(
+        {**base, "forecasts": [{"name": "a", "query": "up", "model": {"outliers": "none", "trend": "flat"}}]}
+    )
+    assert config.forecasts[0].model == ModelOptions(outliers=None, trend="flat")
+    bad = {"name": "b", "query": "up", "model": {"transform": "sqrt", "outliers": -1, "colour": 1}}
+    with pytest.raises(ConfigError) as raised:
+        parse({**base, "forecasts": [bad]})
+    text = "\n".join(raised.value.problems)
+    assert "forecasts[0].model.transform" in text
+    assert "forecasts[0].model.outliers" in text
+    assert "forecasts[0].model.colour: unknown key" in text
+
+
+def _daily(t: np.ndarray) -> np.ndarray:
+    return np.asarray(100 + 20 * np.sin(2 * np.pi * t / DAY))
+
+
+@pytest.mark.slow
+def test_spikes_bend_neither_trend_nor_seasonality_and_the_band_is_calibrated():
+    rng = np.random.default_rng(2)
+    t = np.arange(0, 7 * DAY, STEP)
+    y = _daily(t) + rng.normal(0, 2, len(t))
+    spikes = rng.choice(len(t) - 50, 40, replace=False)
+    y[spikes] += rng.uniform(500, 5000, len(spikes))
+    result = fit_predict(t, y, t[-1] + STEP, _spec())
+    frame = result.frame
+    truth = _daily(frame.ds)
+    assert np.abs(frame.yhat - truth).max() < 5
+    following = truth + rng.normal(0, 2, len(truth))
+    inside = np.mean((following >= frame.yhat_lower) & (following <= frame.yhat_upper))
+    assert 0.65 <= inside <= 0.95
+    assert result.choices["clipped"] >= 35
+
+
+@pytest.mark.slow
+def test_a_series_that_is_never_negative_is_never_forecast_negative():
+    t = np.arange(0, 3 * DAY, STEP)
+    y = np.maximum(0, 2 - t / DAY) + 0.01 * np.abs(np.sin(t))  # heading for zero
+    frame = fit_predict(t, y, t[-1] + STEP, _spec(trend="linear")).frame
+    assert frame.yhat_lower.min() >= 0
+    assert frame.yhat.min() >= 0
