@@ -162,7 +162,7 @@ class Trainer:
 
     def _fit_all(self, forecast: Forecast, series: list[Series], fit_time: float) -> list[SeriesState]:
         """Fit every series on the executor; a series that fails keeps its previous forecast, if it had one."""
-        previous = {series_key(s.labels): s for s in (self._current.get(forecast.name) or _empty(forecast)).series}
+        previous = self._previous_series(forecast)
         before = [previous.get(series_key(item.labels)) for item in series]
         spec = fit_spec(forecast)
         tasks = [
@@ -191,13 +191,13 @@ class Trainer:
         previous = self._current.get(forecast.name)
         if previous is None:
             return
-        frames = {series_key(s.labels): s.frame for s in previous.series}
+        before = self._previous_series(forecast)
         scores = []
         for item in series:
-            frame = frames.get(series_key(item.labels))
-            if frame is None:
+            old = before.get(series_key(item.labels))
+            if old is None:
                 continue
-            skill = score_previous(frame, previous.fit_time, item.timestamps, item.values, fit_time)
+            skill = score_previous(old.frame, previous.fit_time, item.timestamps, item.values, fit_time)
             if skill is not None:
                 scores.append((item.labels, skill.mae, skill.coverage, skill.skill))
         self._metrics.skill.publish(forecast.name, scores)
@@ -219,9 +219,8 @@ class Trainer:
         except QueryError as exc:
             self._metrics.errors.labels(forecast.name, "query").inc()
             log.error("%s (breach.threshold_query); keeping each series' previous threshold", exc)
-            previous = self._current.get(forecast.name) or _empty(forecast)
-            kept = {series_key(s.labels): s.threshold for s in previous.series}
-            return [replace(s, threshold=kept.get(series_key(s.labels))) for s in fitted]
+            before = self._previous_series(forecast)
+            return [replace(s, threshold=_threshold_of(before.get(series_key(s.labels)))) for s in fitted]
         out = []
         for state in fitted:
             threshold = match_threshold(state.labels, thresholds)
@@ -236,6 +235,11 @@ class Trainer:
                 )
             out.append(replace(state, threshold=threshold))
         return out
+
+    def _previous_series(self, forecast: Forecast) -> dict[tuple[tuple[str, str], ...], SeriesState]:
+        """The series of the forecast being served, by label set."""
+        current = self._current.get(forecast.name)
+        return {series_key(s.labels): s for s in current.series} if current else {}
 
     def _guard_cardinality(self, forecast: Forecast, series: list[Series]) -> list[Series]:
         if len(series) <= forecast.max_series:
@@ -272,5 +276,5 @@ class Trainer:
         )
 
 
-def _empty(forecast: Forecast) -> ForecastState:
-    return ForecastState(forecast.name, forecast.query, 0.0, [])
+def _threshold_of(state: SeriesState | None) -> float | None:
+    return state.threshold if state is not None else None

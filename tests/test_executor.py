@@ -97,7 +97,10 @@ def test_dask_cluster_gives_the_same_forecasts_as_the_local_pool(pool):
 
     tasks = [_seasonal(i, i) for i in range(3)]
     local = {o.index: o for o in pool.run(tasks, threading.Event())}
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    # Loopback only, and a free port for its HTTP server: 8787 may be taken by another cluster on this machine.
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+    ) as cluster:
         dask = DaskExecutor(cluster.scheduler_address, fit_timeout=60)
         try:
             remote = {o.index: o for o in dask.run(tasks, threading.Event())}
