@@ -16,7 +16,7 @@ from typing import TextIO
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
-from forecaster import asof
+from forecaster import asof, recording_rules
 from forecaster import config as config_module
 from forecaster.backtest import write_table
 from forecaster.config import Config, Duration, Forecast, parse_listen
@@ -110,7 +110,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument("--plot", metavar="DIR", help="write one PNG per series into DIR")
     backtest.set_defaults(handler=_backtest)
+
+    rules = commands.add_parser(
+        "rules", help="print the forecast:actual recording rules (each forecast's query) for Prometheus"
+    )
+    rules.add_argument("-c", "--config", required=True, metavar="FILE")
+    rules.set_defaults(handler=_rules)
     return parser
+
+
+def _rules(config: Config, args: argparse.Namespace) -> int:
+    sys.stdout.write(recording_rules.render(config, args.config))
+    return EXIT_OK
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:

@@ -59,3 +59,9 @@ def test_forecast_unknown_name_is_a_config_error(tmp_path, capsys, fmt):
     path.write_text("prometheus: {url: http://127.0.0.1:1}\nforecasts: [{name: a, query: up}]\n")
     assert main(["forecast", "-c", str(path), "--name", "b", "--format", fmt]) == 2
     assert "no forecast named 'b'" in capsys.readouterr().err
+
+
+def test_rules_prints_the_shipped_recording_rules_for_the_compose_config(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert main(["rules", "-c", "examples/compose-forecaster.yml"]) == 0
+    assert capsys.readouterr().out == (REPO / "rules" / "forecast-actuals.yml").read_text()
