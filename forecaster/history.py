@@ -25,8 +25,6 @@ import io
 import json
 import logging
 import math
-import os
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from forecaster.prometheus import Series, series_key
-from forecaster.state import atomic_write
+from forecaster.state import atomic_write, remove_temporaries, set_aside
 
 log = logging.getLogger(__name__)
 
@@ -141,18 +139,7 @@ class HistoryCache:
         try:
             history = _read(path, forecast)
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
-            log.error(
-                "forecast %r: history cache %s is unusable (%s); moved it to %s and will pull the whole history",
-                forecast,
-                path,
-                exc,
-                aside,
-            )
-            try:
-                os.replace(path, aside)
-            except OSError as move_error:
-                log.error("forecast %r: could not move %s aside: %s", forecast, path, move_error)
+            set_aside(path, forecast, exc, "will pull the whole history")
             return None
         if history.query != query or history.step != step:
             log.info("forecast %r: query or step changed since the cached history; pulling the whole history", forecast)
@@ -160,10 +147,7 @@ class HistoryCache:
         return history
 
     def clean_temporaries(self) -> None:
-        """Remove temporary files a crash left behind mid-write."""
-        if self.dir.is_dir():
-            for leftover in self.dir.glob(".*.tmp"):
-                leftover.unlink(missing_ok=True)
+        remove_temporaries(self.dir)
 
 
 def _read(path: Path, forecast: str) -> History:

@@ -119,6 +119,23 @@ def atomic_write(path: Path, payload: bytes) -> None:
         os.close(dir_fd)
 
 
+def set_aside(path: Path, forecast: str, problem: object, consequence: str) -> None:
+    """Move an unusable file out of the way (as ``<name>.bad-<unix time>``) so the next write starts clean."""
+    aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
+    log.error("forecast %r: %s is unusable (%s); moved it to %s and %s", forecast, path, problem, aside, consequence)
+    try:
+        os.replace(path, aside)
+    except OSError as move_error:
+        log.error("forecast %r: could not move %s aside: %s", forecast, path, move_error)
+
+
+def remove_temporaries(directory: Path) -> None:
+    """Remove the temporary files that a crash left behind in the middle of ``atomic_write``."""
+    if directory.is_dir():
+        for leftover in directory.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
 class StateStore:
     def __init__(self, state_dir: Path) -> None:
         self.root = Path(state_dir)
@@ -140,14 +157,7 @@ class StateStore:
             if state.forecast != forecast:
                 raise ValueError(f"the file holds forecast {state.forecast!r}")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
-            log.error(
-                "forecast %r: state file %s is unusable (%s); moved it to %s and will refit", forecast, path, exc, aside
-            )
-            try:
-                os.replace(path, aside)
-            except OSError as move_error:
-                log.error("forecast %r: could not move %s aside: %s", forecast, path, move_error)
+            set_aside(path, forecast, exc, "will refit")
             return None
         if state.query != query:
             log.info("forecast %r: the query changed since the stored fit; ignoring the stored forecast", forecast)
@@ -155,7 +165,4 @@ class StateStore:
         return state
 
     def clean_temporaries(self) -> None:
-        """Remove temporary files a crash left behind mid-write."""
-        if self.forecasts_dir.is_dir():
-            for leftover in self.forecasts_dir.glob(".*.tmp"):
-                leftover.unlink(missing_ok=True)
+        remove_temporaries(self.forecasts_dir)
