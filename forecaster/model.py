@@ -18,11 +18,14 @@ worth looking at (see ``ModelOptions``):
   wanders is held where it is, a disk that keeps filling keeps its slope;
 - Prophet has no memory of where the series is now; a correction fitted on
   the residuals' own persistence carries the recent level (after a level
-  shift, say) into the forecast, as far ahead as it held in the history;
+  shift, say) into the forecast, as far ahead as it held in the history; a
+  shift larger than any the history showed is carried forward whole, and at
+  lead times where the plain recent level would have erred less in the
+  history than Prophet plus correction, the forecast is that level;
 - the band is the empirical quantiles of the in-sample errors of exactly this
-  predictor at each lead time, counting how far the trend moved from its
-  extrapolation as error: no sampling, and it covers about
-  ``interval_width`` of what follows;
+  predictor at each lead time over the latest quarter of the history,
+  counting how far the trend moved from its extrapolation as error: no
+  sampling, and it covers about ``interval_width`` of what follows;
 - a series that was never negative is never forecast negative, and a percent
   or ratio series stays within 0–100 or 0–1.
 """
@@ -48,6 +51,9 @@ MAX_SERIES = "max_series"
 DAY = 86400.0
 WEEK = 7 * DAY
 YEAR = 365.25 * DAY
+
+# The band is calibrated on the errors of the latest 1/RECENT_SHARE of the history.
+RECENT_SHARE = 4
 
 _PERCENT_HINT = re.compile(r"percent|pct|utili[sz]ation", re.IGNORECASE)
 _RATIO_HINT = re.compile(r"ratio|fraction", re.IGNORECASE)
@@ -88,7 +94,9 @@ class ModelOptions:
     band, with ``prophet.uncertainty_samples`` draws).
     ``lower``/``upper``: clip bounds; ``None`` with ``bounds: auto`` detects them
     from the data (never negative → 0; percent/ratio by name and range).
-    ``residual_correction``: carry the latest residual into the near future.
+    ``residual_correction``: carry the latest residual into the near future,
+    a shift beyond any in the history whole, and let the recent level take
+    over at lead times where it would have erred less than Prophet.
     """
 
     outliers: float | None = 5.0
@@ -267,8 +275,11 @@ def prepare(ts: np.ndarray, ys: np.ndarray, spec: FitSpec) -> _Prepared:
 
 
 def _untransform(y: np.ndarray, prepared: _Prepared) -> np.ndarray:
+    if prepared.transform == "log" and prepared.offset > 0:
+        # expm1 keeps a forecast of exactly the offset (a zero in the data) at exactly zero.
+        return np.asarray(prepared.offset * np.expm1(y - np.log(prepared.offset)))
     if prepared.transform == "log":
-        return np.asarray(np.exp(y) - prepared.offset)
+        return np.asarray(np.exp(y))
     return y
 
 
@@ -409,10 +420,31 @@ def _residual_band(
     windows = anchor_windows(spec.step, n) if spec.model.residual_correction else [1]
     drift = _trend_surprise(trend[:n], spec.step, span, mode, spec.model.trend_damping)
     fitted = trend[:n] + rest[:n]
-    correction, low, high = lead_errors(
-        residuals, leads, spec.interval_width, windows, spec.model.residual_correction, drift, prepared.raw - fitted
+    window = level_window(spec.step, n)
+    # The simple alternatives: the recent level as it is, and with Prophet's seasonality taken out and added back.
+    alternatives = [(y, prepared.raw, np.zeros(len(ds))), (y - rest[:n], prepared.raw - rest[:n], rest[n:])]
+    if not spec.model.residual_correction:
+        alternatives = []
+    correction, low, high, shares = lead_errors(
+        residuals,
+        leads,
+        spec.interval_width,
+        windows,
+        spec.model.residual_correction,
+        drift,
+        prepared.raw - fitted,
+        [(clipped, raw) for clipped, raw, _ in alternatives],
+        window,
     )
-    yhat = future_trend + rest[n:] + correction
+    if spec.model.residual_correction:
+        shift = new_level(residuals, min(windows))
+        if shift is not None:
+            correction, shares = np.full(len(ds), shift), np.zeros_like(shares)
+    yhat = (1 - shares.sum(axis=0)) * (future_trend + rest[n:] + correction)
+    for share, (clipped, _, ahead) in zip(shares, alternatives, strict=True):
+        recent = clipped[-window:]
+        level = float(np.median(recent[np.isfinite(recent)])) if np.isfinite(recent).any() else 0.0
+        yhat = yhat + share * (level + ahead)
     return yhat, yhat + low, yhat + high
 
 
@@ -470,6 +502,25 @@ def anchor_windows(step: float, points: int) -> list[int]:
     return sorted(size for size in sizes if size <= max(1, points // 4))
 
 
+def level_window(step: float, points: int) -> int:
+    """The trailing window (in steps) whose median is the series' current level: an hour, at least three points."""
+    return max(1, min(max(3, round(3600.0 / step)), points // 4))
+
+
+def new_level(residuals: np.ndarray, window: int) -> float | None:
+    """The latest median residual when it lies beyond every earlier one: a level the history never showed.
+
+    Gains fitted on the history cannot know how long such a shift lasts, so
+    it is carried forward whole, as a step change in a level is.
+    """
+    anchor = trailing_median(residuals, window)
+    latest, before = anchor[-1], anchor[: len(anchor) - window]
+    before = before[np.isfinite(before)]
+    if not np.isfinite(latest) or len(before) == 0 or abs(latest) <= float(np.max(np.abs(before))):
+        return None
+    return float(latest)
+
+
 def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
     """Median of the finite values among the last ``window`` at each index; NaN when there are none."""
     import pandas as pd
@@ -485,7 +536,9 @@ def lead_errors(
     correct: bool,
     surprise: Callable[[int], np.ndarray] | None = None,
     outcomes: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    alternatives: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    level_steps: int = 3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each lead (in steps): the residual correction to add, and the band's offsets around the forecast.
 
     Prophet forgets where the series is right now. The correction is
@@ -496,22 +549,31 @@ def lead_errors(
     counting the trend's ``surprise`` (see ``_trend_surprise``) as error.
     ``outcomes`` are the residuals of the data before outliers were clipped:
     spikes were kept out of the fit, but they will happen again, and the
-    band should say how often. Computed at up to 40 log-spaced leads and
-    interpolated between them.
+    band should say how often. Each of ``alternatives`` (a series, clipped
+    and raw, whose recent level forecasts it: the series itself, or the
+    series without its seasonality) competes at each lead with the median of
+    its last ``level_steps`` values, and wins where it would have erred less
+    in the history: the fourth array holds each alternative's share of the
+    forecast per lead (0 or 1 at the probed leads, interpolated). The
+    band's quantiles come from the latest quarter of the history (see
+    ``_quantiles``). Computed at up to 40 log-spaced leads and interpolated
+    between them.
     """
     unique = np.unique(leads)
     probe = np.unique(np.round(np.geomspace(unique[0], unique[-1], min(len(unique), 40))).astype(np.int64))
     n = len(residuals)
     raw = residuals if outcomes is None else outcomes
     anchors = {m: trailing_median(residuals, m) for m in windows}
+    alternatives = alternatives or []
+    levels = [trailing_median(clipped, level_steps) for clipped, _ in alternatives]
+    shares = np.zeros((len(alternatives), len(probe)))
     corrections = np.zeros(len(probe))
     lows = np.zeros(len(probe))
     highs = np.zeros(len(probe))
     alpha = (1 - width) / 2
     for i, k in enumerate(probe):
         if k >= n - 10:
-            errors = raw[np.isfinite(raw)]
-            lows[i], highs[i] = np.quantile(errors, [alpha, 1 - alpha])
+            lows[i], highs[i] = _quantiles(raw[np.isfinite(raw)], alpha)
             continue
         drift = surprise(int(k)) if surprise is not None else 0.0
         later_all, outcome_all = residuals[k:] + drift, raw[k:] + drift
@@ -527,6 +589,18 @@ def lead_errors(
             score = float(np.mean(np.abs(later_all[pair] - gain * now[pair])))
             if score < best_score:
                 best_score, best_gain, best_anchor = score, gain, anchor
+        chosen = None
+        for j, ((clipped, _), level) in enumerate(zip(alternatives, levels, strict=True)):
+            persistence = clipped[k:] - level[: n - k]
+            usable = np.isfinite(persistence)
+            score = float(np.mean(np.abs(persistence[usable]))) if usable.sum() > 10 else np.inf
+            if score < best_score:
+                best_score, chosen = score, j
+        if chosen is not None:
+            shares[chosen, i] = 1.0
+            errors = alternatives[chosen][1][k:] - levels[chosen][: n - k]
+            lows[i], highs[i] = _quantiles(errors[np.isfinite(errors)], alpha)
+            continue
         if best_anchor is None:
             errors = outcome_all[np.isfinite(outcome_all)]
         else:
@@ -535,12 +609,24 @@ def lead_errors(
             errors = outcome_all[pair] - best_gain * now[pair]
             latest = best_anchor[np.isfinite(best_anchor)]
             corrections[i] = best_gain * float(latest[-1]) if len(latest) else 0.0
-        lows[i], highs[i] = np.quantile(errors, [alpha, 1 - alpha])
+        lows[i], highs[i] = _quantiles(errors, alpha)
     return (
         np.interp(leads, probe, corrections),
         np.interp(leads, probe, lows),
         np.interp(leads, probe, highs),
+        np.array([np.interp(leads, probe, share) for share in shares]).reshape(len(shares), len(leads)),
     )
+
+
+def _quantiles(errors: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The band's offsets: quantiles of the errors from the latest quarter of the history (at least 20).
+
+    Volatility drifts; as in conformal calibration, the errors made most
+    recently say best how wide the next ones will be.
+    """
+    recent = errors[-max(len(errors) // RECENT_SHARE, 20) :]
+    low, high = np.quantile(recent, [alpha, 1 - alpha])
+    return float(low), float(high)
 
 
 def load_prophet() -> Any:

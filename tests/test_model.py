@@ -15,6 +15,8 @@ from forecaster.model import (
     choose_transform,
     clip_outliers,
     fit_predict,
+    lead_errors,
+    new_level,
     seasonalities,
     to_grid,
 )
@@ -117,3 +119,53 @@ def test_a_series_that_is_never_negative_is_never_forecast_negative():
     frame = fit_predict(t, y, t[-1] + STEP, _spec(trend="linear")).frame
     assert frame.yhat_lower.min() >= 0
     assert frame.yhat.min() >= 0
+
+
+def test_only_a_shift_beyond_every_earlier_one_is_a_new_level():
+    residuals = np.zeros(500)
+    residuals[100:110] = 4.0  # a burst the history already showed
+    assert new_level(residuals, 3) is None
+    residuals[-3:] = 9.0
+    assert new_level(residuals, 3) == 9.0
+
+
+def test_the_recent_level_takes_over_where_it_would_have_erred_less():
+    rng = np.random.default_rng(3)
+    walk = np.cumsum(rng.normal(0, 1, 2000))  # a random walk: the last level is its best forecast
+    residuals = rng.normal(0, 5, 2000)  # a "model" whose residuals are pure noise around the walk
+    leads = np.arange(1, 13)
+    _, _, _, shares = lead_errors(residuals, leads, 0.8, [3], True, None, None, [(walk, walk)], 3)
+    assert shares.shape == (1, 12)
+    assert (shares[0] == 1.0).all()
+    noise = 1e3 * rng.normal(size=2000)  # a level that says nothing about what follows
+    _, _, _, none = lead_errors(residuals, leads, 0.8, [3], True, None, None, [(noise, noise)], 3)
+    assert (none == 0.0).all()
+
+
+def test_the_band_is_calibrated_on_the_latest_errors():
+    rng = np.random.default_rng(4)
+    calm, volatile = rng.normal(0, 1, 3000), rng.normal(0, 10, 1000)
+    residuals = np.concatenate((calm, volatile))  # volatility went up in the latest quarter
+    _, low, high, _ = lead_errors(residuals, np.array([1]), 0.8, [3], False)
+    assert high[0] - low[0] > 20  # the latest quarter's spread (±12.8), not the whole history's
+
+
+@pytest.mark.slow
+def test_a_level_shift_never_seen_before_is_carried_forward():
+    rng = np.random.default_rng(5)
+    t = np.arange(0, 7 * DAY, STEP)
+    y = _daily(t) + rng.normal(0, 1, len(t))
+    y[-6:] += 80  # half an hour into a new level, larger than anything before
+    frame = fit_predict(t, y, t[-1] + STEP, _spec()).frame
+    truth = _daily(frame.ds) + 80
+    assert np.abs(frame.yhat - truth).mean() < 10
+
+
+@pytest.mark.slow
+def test_a_mostly_zero_series_forecasts_exact_zeros():
+    rng = np.random.default_rng(6)
+    t = np.arange(0, 7 * DAY, STEP)
+    y = np.where(rng.random(len(t)) < 0.03, rng.lognormal(15, 1, len(t)), 0.0)
+    y[-24:] = 0.0
+    frame = fit_predict(t, y, t[-1] + STEP, _spec()).frame
+    assert frame.yhat[:12].tolist() == [0.0] * 12
