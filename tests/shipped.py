@@ -119,3 +119,16 @@ def _grafana_text(result: dict[str, Any]) -> str:
     labels = {k: v for k, v in result["metric"].items() if k != "__name__"}
     inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
     return f"{result['metric'].get('__name__', '')}{{{inner}}} {result['value'][1]} {result['value'][0]}"
+
+
+# Every alert the shipped rule files define; tests check each exists and fires.
+SHIPPED_ALERTS = frozenset(
+    {
+        "ForecastBreachSoon",
+        "ForecastBreachImminent",
+        "ForecastOutsideBand",
+        "ForecasterDown",
+        "ForecasterNoRecentFit",
+        "ForecasterErrors",
+    }
+)

@@ -22,6 +22,7 @@ from forecaster.recording_rules import RECORD, render
 from tests.helpers import REPO, wait_for
 from tests.shipped import (
     BUILTINS,
+    SHIPPED_ALERTS,
     dashboard_expressions,
     dashboard_panels,
     dashboards,
@@ -73,14 +74,7 @@ def test_every_alert_has_for_severity_and_annotations_naming_series_and_time() -
         for rule in group["rules"]
         if "alert" in rule
     ]
-    assert {a["alert"] for a in alerts} >= {
-        "ForecastBreachSoon",
-        "ForecastBreachImminent",
-        "ForecastOutsideBand",
-        "ForecasterDown",
-        "ForecasterNoRecentFit",
-        "ForecasterErrors",
-    }
+    assert {a["alert"] for a in alerts} >= SHIPPED_ALERTS
     for alert in alerts:
         assert re.fullmatch(r"\d+[smhd]", alert["for"]), alert["alert"]
         assert alert["labels"]["severity"] in ("info", "warning", "critical"), alert["alert"]

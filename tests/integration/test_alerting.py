@@ -41,7 +41,15 @@ from forecaster.recording_rules import actual_rules
 from forecaster.remote_write import TimeSeries, push
 from forecaster.synthetic import DAY
 from tests.helpers import REPO, Service, wait_for, write_config
-from tests.shipped import dashboard_expressions, dashboards, fill, resolve_variables, rule_expressions, rule_files
+from tests.shipped import (
+    SHIPPED_ALERTS,
+    dashboard_expressions,
+    dashboards,
+    fill,
+    resolve_variables,
+    rule_expressions,
+    rule_files,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -361,14 +369,7 @@ def test_every_shipped_dashboard_and_rule_expression_returns_data(stack: Stack) 
     stack.pusher.push_once()
     prometheus = stack.prometheus
     # Every alert must be firing for its own expression to return data: wait until each one is.
-    expected = {
-        "ForecastBreachSoon",
-        "ForecastBreachImminent",
-        "ForecastOutsideBand",
-        "ForecasterDown",
-        "ForecasterNoRecentFit",
-        "ForecasterErrors",
-    }
+    expected = SHIPPED_ALERTS
     wait_for(
         lambda: expected <= {r["metric"]["alertname"] for r in prometheus.query('ALERTS{alertstate="firing"}')},
         120,
