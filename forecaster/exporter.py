@@ -110,8 +110,10 @@ class ForecastCollector:
 
     def collect(self) -> Iterator[Metric]:
         now = self._clock()
+        # One snapshot for the whole scrape, so a retrain landing mid-scrape cannot mix two fits.
+        snapshot = self._board.snapshot()
         yhat, lower, upper = self._families()
-        for forecast in self._board.snapshot():
+        for forecast in snapshot:
             for horizon_text, horizon_seconds in forecast.horizons:
                 target = now + horizon_seconds
                 for series in forecast.series:
@@ -123,11 +125,12 @@ class ForecastCollector:
                     lower.add_sample("forecast_yhat_lower", labels, point[1])
                     upper.add_sample("forecast_yhat_upper", labels, point[2])
         yield from (yhat, lower, upper)
-        yield self._breaches(now)
+        yield self._breaches(snapshot, now)
 
-    def _breaches(self, now: float) -> Metric:
+    @staticmethod
+    def _breaches(snapshot: list[PublishedForecast], now: float) -> Metric:
         family = _breach_family()
-        for forecast in self._board.snapshot():
+        for forecast in snapshot:
             if forecast.breach is None:
                 continue
             direction, band = forecast.breach.resolved_direction, forecast.breach.resolved_band
