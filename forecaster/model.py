@@ -32,6 +32,7 @@ worth looking at (see ``ModelOptions``):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,11 @@ YEAR = 365.25 * DAY
 
 # The band is calibrated on the errors of the latest 1/RECENT_SHARE of the history.
 RECENT_SHARE = 4
+# How many stretches of the history replay the band, and the tail shares (times alpha) it may move out to.
+CHECKS = 12
+TAIL_FACTORS = (1.0, 0.75, 0.5, 0.3, 0.15)
+# A replayed coverage this close below the target is noise (about three standard errors for independent errors).
+REPLAY_SLACK = 0.02
 
 _PERCENT_HINT = re.compile(r"percent|pct|utili[sz]ation", re.IGNORECASE)
 _RATIO_HINT = re.compile(r"ratio|fraction", re.IGNORECASE)
@@ -314,14 +321,68 @@ def seasonalities(span: float, step: float) -> dict[str, bool | int]:
     }
 
 
-def prophet_options(span: float, spec: FitSpec) -> dict[str, Any]:
+def fourier(times: np.ndarray, period: float, order: int) -> np.ndarray:
+    """Prophet's seasonal features: sin and cos of the first ``order`` harmonics of ``period``."""
+    angle = (2 * np.pi / period) * times[:, None] * np.arange(1, order + 1)[None, :]
+    return np.hstack((np.sin(angle), np.cos(angle)))
+
+
+def weekly_order(grid: np.ndarray, y: np.ndarray, step: float) -> int:
+    """The weekly Fourier order (0, 3 or 14) that best predicts weeks the fit did not see.
+
+    With two to four weeks of history, Prophet's weekly terms can memorise
+    each day of the week: a wandering level or a spell of weather is then
+    fitted as a "weekly pattern" that the next week does not repeat, and the
+    in-sample errors behind the band look far better than the forecast will
+    be. So each whole week is left out in turn, daily terms alone or with
+    weekly ones are fitted by least squares on the other weeks, and the
+    order whose predictions of the left-out weeks err least wins; 0 when a
+    weekly pattern does not carry from one week to the next. The series is
+    first detrended by its centred one-week moving average, which removes
+    the level's wander but keeps every weekly and daily shape.
+    """
+    import pandas as pd
+
+    week = round(WEEK / step)
+    detrended = y - pd.Series(y).rolling(week, center=True, min_periods=week // 2).mean().to_numpy()
+    known = np.isfinite(detrended)
+    features = np.hstack((np.ones((len(grid), 1)), fourier(grid, DAY, 4), fourier(grid, WEEK, 14)))[known]
+    target = detrended[known]
+    fold = np.floor((grid[-1] - grid[known]) / WEEK).astype(np.int64)
+    folds = np.unique(fold)
+    if len(folds) < 2:
+        return 14
+    # Normal equations per fold, so each left-out fit is a small solve rather than a pass over the data.
+    gram = {f: features[fold == f].T @ features[fold == f] for f in folds}
+    moment = {f: features[fold == f].T @ target[fold == f] for f in folds}
+    total_gram, total_moment = sum(gram.values()), sum(moment.values())
+    daily_columns = 1 + 2 * 4
+    errors = {}
+    for order in (0, 3, 14):
+        # fourier() puts the sines first: order k keeps the sin and cos of harmonics 1..k.
+        columns = np.r_[
+            0:daily_columns, daily_columns : daily_columns + order, daily_columns + 14 : daily_columns + 14 + order
+        ]
+        absolute = 0.0
+        for f in folds:
+            left_in = (total_gram - gram[f])[np.ix_(columns, columns)]
+            beta = np.linalg.lstsq(left_in, (total_moment - moment[f])[columns], rcond=None)[0]
+            absolute += float(np.abs(target[fold == f] - features[fold == f][:, columns] @ beta).sum())
+        errors[order] = absolute
+    return min(errors, key=errors.__getitem__)
+
+
+def prophet_options(prepared: _Prepared, spec: FitSpec) -> dict[str, Any]:
     """Prophet's constructor options: the data-driven defaults, then the user's own on top."""
+    span = float(prepared.grid[-1] - prepared.grid[0])
     options: dict[str, Any] = {
         **seasonalities(span, spec.step),
         # A short history has few cycles to tell a trend from a wave; keep its trend stiff.
         "changepoint_prior_scale": 0.05 if span >= 4 * WEEK else 0.01,
         "changepoint_range": 0.9,
     }
+    if options["weekly_seasonality"] == 14 and "weekly_seasonality" not in spec.prophet:
+        options["weekly_seasonality"] = weekly_order(prepared.grid, prepared.y, spec.step) or False
     options.update(spec.prophet)
     if spec.model.band == "residual":
         options["uncertainty_samples"] = 0
@@ -338,8 +399,7 @@ def _forecast(
 
     prepared = prepare(ts, ys, spec)
     observed = np.isfinite(prepared.y)
-    span = float(ts[-1] - ts[0])
-    options = prophet_options(span, spec)
+    options = prophet_options(prepared, spec)
     # Stan, cmdstanpy and pandas raise many types; a failing series must not stop the batch.
     try:
         model = _new_prophet(spec.interval_width, options)
@@ -573,7 +633,7 @@ def lead_errors(
     alpha = (1 - width) / 2
     for i, k in enumerate(probe):
         if k >= n - 10:
-            lows[i], highs[i] = _quantiles(raw[np.isfinite(raw)], alpha)
+            lows[i], highs[i] = _quantiles(raw[np.isfinite(raw)], alpha, int(k))
             continue
         drift = surprise(int(k)) if surprise is not None else 0.0
         later_all, outcome_all = residuals[k:] + drift, raw[k:] + drift
@@ -599,7 +659,7 @@ def lead_errors(
         if chosen is not None:
             shares[chosen, i] = 1.0
             errors = alternatives[chosen][1][k:] - levels[chosen][: n - k]
-            lows[i], highs[i] = _quantiles(errors[np.isfinite(errors)], alpha)
+            lows[i], highs[i] = _quantiles(errors[np.isfinite(errors)], alpha, int(k))
             continue
         if best_anchor is None:
             errors = outcome_all[np.isfinite(outcome_all)]
@@ -609,7 +669,7 @@ def lead_errors(
             errors = outcome_all[pair] - best_gain * now[pair]
             latest = best_anchor[np.isfinite(best_anchor)]
             corrections[i] = best_gain * float(latest[-1]) if len(latest) else 0.0
-        lows[i], highs[i] = _quantiles(errors, alpha)
+        lows[i], highs[i] = _quantiles(errors, alpha, int(k))
     return (
         np.interp(leads, probe, corrections),
         np.interp(leads, probe, lows),
@@ -618,15 +678,54 @@ def lead_errors(
     )
 
 
-def _quantiles(errors: np.ndarray, alpha: float) -> tuple[float, float]:
+def _quantiles(errors: np.ndarray, alpha: float, lead: int) -> tuple[float, float]:
     """The band's offsets: quantiles of the errors from the latest quarter of the history (at least 20).
 
     Volatility drifts; as in conformal calibration, the errors made most
-    recently say best how wide the next ones will be.
+    recently say best how wide the next ones will be. How far out to go in
+    the tails is itself checked on the history (see ``tail_share``).
     """
-    recent = errors[-max(len(errors) // RECENT_SHARE, 20) :]
-    low, high = np.quantile(recent, [alpha, 1 - alpha])
+    window = max(len(errors) // RECENT_SHARE, 20)
+    tail = tail_share(errors, alpha, lead, window)
+    low, high = np.quantile(errors[-window:], [tail, 1 - tail])
     return float(low), float(high)
+
+
+def tail_share(errors: np.ndarray, alpha: float, lead: int, window: int) -> float:
+    """The share of errors to leave out on each side so that the band would have covered ``1 - 2 alpha``.
+
+    Replays the band on the history: at each of up to ``CHECKS`` points it
+    takes the quantiles of the ``window`` errors known by then (an error at
+    lead k is known k steps after its origin) and counts how many of the
+    errors that followed fell inside. Where the spread of errors changed
+    from one stretch of the history to the next (weather, holidays, bursts
+    of load), the latest window alone under-covers, and the tails move out
+    to the first of ``TAIL_FACTORS`` that would have covered enough; a
+    steady series keeps ``alpha``. The band is never narrowed this way.
+    """
+    start = window + lead
+    if len(errors) < start + window:
+        return alpha
+    tails = np.array([alpha * factor for factor in TAIL_FACTORS])
+    bounds = np.linspace(start, len(errors), CHECKS + 1).astype(np.int64)
+    # One sort of every replayed window at once: far cheaper than a quantile call per window.
+    windows = np.sort(sliding_window_view(errors, window)[bounds[:-1] - lead - window], axis=1)
+    low, high = _sorted_quantiles(windows, tails), _sorted_quantiles(windows, 1 - tails)
+    inside = np.zeros(len(tails))
+    for check, (begin, end) in enumerate(itertools.pairwise(bounds)):
+        later = errors[begin:end, None]
+        inside += ((later >= low[check]) & (later <= high[check])).sum(axis=0)
+    covered = inside / (len(errors) - start)
+    enough = np.flatnonzero(covered >= 1 - 2 * alpha - REPLAY_SLACK)
+    return float(tails[enough[0]] if len(enough) else tails[-1])
+
+
+def _sorted_quantiles(rows: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``np.quantile(rows, levels, axis=1).T`` (linear interpolation) for rows that are already sorted."""
+    position = levels * (rows.shape[1] - 1)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, rows.shape[1] - 1)
+    return np.asarray(rows[:, below] + (position - below) * (rows[:, above] - rows[:, below]))
 
 
 def load_prophet() -> Any:

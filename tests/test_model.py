@@ -18,7 +18,9 @@ from forecaster.model import (
     lead_errors,
     new_level,
     seasonalities,
+    tail_share,
     to_grid,
+    weekly_order,
 )
 
 STEP = 300.0
@@ -148,6 +150,28 @@ def test_the_band_is_calibrated_on_the_latest_errors():
     residuals = np.concatenate((calm, volatile))  # volatility went up in the latest quarter
     _, low, high, _ = lead_errors(residuals, np.array([1]), 0.8, [3], False)
     assert high[0] - low[0] > 20  # the latest quarter's spread (±12.8), not the whole history's
+
+
+def test_the_band_tails_move_out_only_where_the_spread_of_errors_changed():
+    rng = np.random.default_rng(7)
+    steady = rng.normal(0, 1, 4000)
+    assert tail_share(steady, 0.1, 12, 1000) == 0.1
+    # Calm and stormy spells, each as long as the window: the calm one's errors under-cover the storm that follows.
+    spells = np.repeat([1.0, 6.0, 1.0, 6.0], 1000)
+    changing = rng.normal(0, 1, 4000) * spells
+    assert tail_share(changing, 0.1, 12, 1000) < 0.1
+    assert tail_share(changing[:1500], 0.1, 12, 1000) == 0.1  # too short to replay: the nominal tails
+
+
+def test_weekly_terms_only_for_a_weekly_pattern_that_repeats():
+    rng = np.random.default_rng(8)
+    t = np.arange(0, 21 * DAY, STEP)
+    weekday = (np.floor(t / DAY) % 7 < 5).astype(np.float64)
+    traffic = 500 + 200 * np.sin(2 * np.pi * t / DAY) * (0.6 + 0.4 * weekday) + rng.normal(0, 20, len(t))
+    assert weekly_order(t, traffic, STEP) > 0
+    # A wandering level with a daily cycle: any "weekly pattern" fitted to it is one that never comes back.
+    wander = 100 + np.cumsum(rng.normal(0, 0.5, len(t))) + 3 * np.sin(2 * np.pi * t / DAY)
+    assert weekly_order(t, wander, STEP) == 0
 
 
 @pytest.mark.slow
