@@ -13,19 +13,24 @@ worth looking at (see ``ModelOptions``):
   medians, which is what MAE rewards);
 - daily and weekly seasonality are switched on from the history's span and
   resolution, never Prophet's ``auto``, so warm-start shapes stay stable;
+  weekly terms only when they predict weeks left out of a least-squares fit
+  better than daily terms alone (a wandering level or a spell of weather is
+  not a weekly pattern);
 - the fitted trend is extrapolated flat, damped or linearly, whichever
   would have strayed least from it in the history: a series whose level
   wanders is held where it is, a disk that keeps filling keeps its slope;
-- Prophet has no memory of where the series is now; a correction fitted on
-  the residuals' own persistence carries the recent level (after a level
-  shift, say) into the forecast, as far ahead as it held in the history; a
+- Prophet has no memory of where the series is now; the recent median
+  residual is carried into the forecast (after a level shift, say) at the
+  lead times where carrying it would have erred less in the history; a
   shift larger than any the history showed is carried forward whole, and at
   lead times where the plain recent level would have erred less in the
   history than Prophet plus correction, the forecast is that level;
 - the band is the empirical quantiles of the in-sample errors of exactly this
   predictor at each lead time over the latest quarter of the history,
-  counting how far the trend moved from its extrapolation as error: no
-  sampling, and it covers about ``interval_width`` of what follows;
+  counting how far the trend moved from its extrapolation as error, with
+  its tails moved out where replaying it on the history shows that a
+  quarter's errors under-covered what followed: no sampling, and it covers
+  about ``interval_width`` of what follows;
 - a series that was never negative is never forecast negative, and a percent
   or ratio series stays within 0–100 or 0–1.
 """
@@ -601,10 +606,12 @@ def lead_errors(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each lead (in steps): the residual correction to add, and the band's offsets around the forecast.
 
-    Prophet forgets where the series is right now. The correction is
-    ``gain × (median residual over a trailing window)``; for each lead the
-    window and the gain (a regression coefficient, kept in [0, 1]) are the
-    ones with the smallest in-sample absolute error. The band is the
+    Prophet forgets where the series is right now. The correction is the
+    median residual over a trailing window, carried whole or not at all:
+    for each lead, the window (or none) with the smallest in-sample absolute
+    error. A gain between 0 and 1 would be fitted against Prophet's in-sample
+    trend, which at each past point already knew what came after it; such a
+    gain looks good in the history and not in the forecast. The band is the
     empirical quantiles of that predictor's own in-sample errors at that lead,
     counting the trend's ``surprise`` (see ``_trend_surprise``) as error.
     ``outcomes`` are the residuals of the data before outliers were clipped:
@@ -638,17 +645,15 @@ def lead_errors(
         drift = surprise(int(k)) if surprise is not None else 0.0
         later_all, outcome_all = residuals[k:] + drift, raw[k:] + drift
         known = np.isfinite(later_all)
-        best_score, best_gain, best_anchor = float(np.mean(np.abs(later_all[known]))), 0.0, None
+        best_score, best_anchor = float(np.mean(np.abs(later_all[known]))), None
         for anchor in anchors.values() if correct else ():
             now = anchor[: n - k]
             pair = np.isfinite(now) & known
-            power = float(np.dot(now[pair], now[pair]))
-            if pair.sum() <= 10 or power <= 0:
+            if pair.sum() <= 10:
                 continue
-            gain = float(np.clip(np.dot(now[pair], later_all[pair]) / power, 0.0, 1.0))
-            score = float(np.mean(np.abs(later_all[pair] - gain * now[pair])))
+            score = float(np.mean(np.abs(later_all[pair] - now[pair])))
             if score < best_score:
-                best_score, best_gain, best_anchor = score, gain, anchor
+                best_score, best_anchor = score, anchor
         chosen = None
         for j, ((clipped, _), level) in enumerate(zip(alternatives, levels, strict=True)):
             persistence = clipped[k:] - level[: n - k]
@@ -666,9 +671,9 @@ def lead_errors(
         else:
             now = best_anchor[: n - k]
             pair = np.isfinite(now) & np.isfinite(outcome_all)
-            errors = outcome_all[pair] - best_gain * now[pair]
+            errors = outcome_all[pair] - now[pair]
             latest = best_anchor[np.isfinite(best_anchor)]
-            corrections[i] = best_gain * float(latest[-1]) if len(latest) else 0.0
+            corrections[i] = float(latest[-1]) if len(latest) else 0.0
         lows[i], highs[i] = _quantiles(errors, alpha, int(k))
     return (
         np.interp(leads, probe, corrections),
