@@ -6,9 +6,10 @@ local Prometheus through remote write, and backtested with ``forecaster
 backtest``'s own code and a config that sets only ``name``, ``query``,
 ``history``, ``step`` and ``horizon``::
 
-    /tmp/venv/bin/python benchmarks/backtest.py                 # ../shared/data
-    /tmp/venv/bin/python benchmarks/backtest.py --synthetic     # generated series, not in that folder
-    /tmp/venv/bin/python benchmarks/backtest.py --plain         # the same, with Prophet's own defaults
+    .venv/bin/python benchmarks/backtest.py                 # ../shared/data
+    .venv/bin/python benchmarks/backtest.py --synthetic     # generated series, not in that folder
+    .venv/bin/python benchmarks/backtest.py --plain         # the same, with Prophet's own defaults
+    .venv/bin/python benchmarks/backtest.py --cut 20        # an earlier stretch of the files long enough for it
 
 Sub-daily series are scored at 1h and 1d, daily series at 1d and 7d, over
 ``--origins`` rolling origins (default 6). Prints the table and per-fit timing.
@@ -93,6 +94,21 @@ def resolution(ts: np.ndarray) -> float:
     return DAY
 
 
+def earlier(
+    series: dict[str, tuple[np.ndarray, np.ndarray]], cut: float, origins: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each series without its last ``cut`` seconds, if what is left still holds a full history and the origins."""
+    out = {}
+    for name, (ts, ys) in series.items():
+        step = resolution(ts)
+        chosen, scored = settings(step)
+        needed = Duration.parse(chosen["history"]).seconds + origins * Duration.parse(scored.split(",")[-1]).seconds
+        keep = ts <= ts[-1] - cut
+        if keep.any() and ts[keep][-1] - ts[0] >= needed:
+            out[f"{name}_cut{cut / DAY:g}d"] = ts[keep], ys[keep]
+    return out
+
+
 def settings(step: float) -> tuple[dict[str, str], str]:
     """The forecast's settings (only history, step, horizon) and the horizons to score."""
     if step >= DAY:
@@ -120,6 +136,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic series")
     parser.add_argument("--plain", action="store_true", help="Prophet's own defaults instead of forecaster's")
     parser.add_argument("--origins", type=int, default=6)
+    parser.add_argument(
+        "--cut",
+        type=float,
+        default=0.0,
+        help="drop the last DAYS of every file and backtest the stretch before; files too short are left out",
+    )
     parser.add_argument("--plot", type=Path, help="write one PNG per series here")
     args = parser.parse_args()
 
@@ -127,6 +149,8 @@ def main() -> int:
         series = synthetic(args.seed)
     else:
         series = {path.stem: read_csv(path) for path in sorted(args.data.glob("*.csv"))}
+    if args.cut:
+        series = earlier(series, args.cut * DAY, args.origins)
     now = time.time()
     forecasts: list[dict[str, Any]] = []
     horizons: dict[str, list[float]] = {}
@@ -163,6 +187,8 @@ def main() -> int:
             source.close()
     label = "plain Prophet" if args.plain else "forecaster defaults"
     where = f"synthetic (seed {args.seed})" if args.synthetic else str(args.data)
+    if args.cut:
+        where += f", the last {args.cut:g} days cut off"
     print(f"{label} on {where}: {len(reports)} series, {args.origins} origins\n")
     write_table(reports, 0.8, sys.stdout)
     p50, p90 = np.quantile(times, [0.5, 0.9])

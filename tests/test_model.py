@@ -152,6 +152,16 @@ def test_the_band_is_calibrated_on_the_latest_errors():
     assert high[0] - low[0] > 20  # the latest quarter's spread (±12.8), not the whole history's
 
 
+def test_the_recent_residual_is_carried_whole_or_not_at_all():
+    rng = np.random.default_rng(9)
+    wander = np.cumsum(rng.normal(0, 1, 3000))  # residuals that persist: where they are now is where they stay
+    correction, _, _, _ = lead_errors(wander, np.array([1, 2]), 0.8, [3], True)
+    assert correction[0] == pytest.approx(float(np.median(wander[-3:])))
+    noise = rng.normal(0, 1, 3000)  # residuals that say nothing about the next one
+    correction, _, _, _ = lead_errors(noise, np.array([1, 2]), 0.8, [3], True)
+    assert correction.tolist() == [0.0, 0.0]
+
+
 def test_the_band_tails_move_out_only_where_the_spread_of_errors_changed():
     rng = np.random.default_rng(7)
     steady = rng.normal(0, 1, 4000)
