@@ -357,10 +357,11 @@ def weekly_order(grid: np.ndarray, y: np.ndarray, step: float) -> int:
     folds = np.unique(fold)
     if len(folds) < 2:
         return 14
+    blocks = [(features[fold == f], target[fold == f]) for f in folds]
     # Normal equations per fold, so each left-out fit is a small solve rather than a pass over the data.
-    gram = {f: features[fold == f].T @ features[fold == f] for f in folds}
-    moment = {f: features[fold == f].T @ target[fold == f] for f in folds}
-    total_gram, total_moment = sum(gram.values()), sum(moment.values())
+    gram = [rows.T @ rows for rows, _ in blocks]
+    moment = [rows.T @ values for rows, values in blocks]
+    total_gram, total_moment = sum(gram), sum(moment)
     daily_columns = 1 + 2 * 4
     errors = {}
     for order in (0, 3, 14):
@@ -369,10 +370,10 @@ def weekly_order(grid: np.ndarray, y: np.ndarray, step: float) -> int:
             0:daily_columns, daily_columns : daily_columns + order, daily_columns + 14 : daily_columns + 14 + order
         ]
         absolute = 0.0
-        for f in folds:
-            left_in = (total_gram - gram[f])[np.ix_(columns, columns)]
-            beta = np.linalg.lstsq(left_in, (total_moment - moment[f])[columns], rcond=None)[0]
-            absolute += float(np.abs(target[fold == f] - features[fold == f][:, columns] @ beta).sum())
+        for (rows, values), left_out_gram, left_out_moment in zip(blocks, gram, moment, strict=True):
+            left_in = (total_gram - left_out_gram)[np.ix_(columns, columns)]
+            beta = np.linalg.lstsq(left_in, (total_moment - left_out_moment)[columns], rcond=None)[0]
+            absolute += float(np.abs(values - rows[:, columns] @ beta).sum())
         errors[order] = absolute
     return min(errors, key=errors.__getitem__)
 
