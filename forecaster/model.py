@@ -25,9 +25,10 @@ worth looking at (see ``ModelOptions``):
   shift larger than any the history showed is carried forward whole, and at
   lead times where the plain recent level would have erred less in the
   history than Prophet plus correction, the forecast is that level;
-- the band is the empirical quantiles of the in-sample errors of exactly this
-  predictor at each lead time over the latest quarter of the history,
-  counting how far the trend moved from its extrapolation as error, with
+- the band is the empirical quantiles of the errors this predictor would
+  have made at each lead time over the latest quarter of the history,
+  forecasting from each past point with only what was known there (the
+  trend there is a line through the fifth of the history before it), with
   its tails moved out where replaying it on the history shows that a
   quarter's errors under-covered what followed: no sampling, and it covers
   about ``interval_width`` of what follows;
@@ -66,6 +67,8 @@ CHECKS = 12
 TAIL_FACTORS = (1.0, 0.75, 0.5, 0.3, 0.15)
 # A replayed coverage this close below the target is noise (about three standard errors for independent errors).
 REPLAY_SLACK = 0.02
+# The share of the history behind the trailing line that stands in for Prophet's trend (see ``trailing_line``).
+LINE_SHARE = 0.2
 
 _PERCENT_HINT = re.compile(r"percent|pct|utili[sz]ation", re.IGNORECASE)
 _RATIO_HINT = re.compile(r"ratio|fraction", re.IGNORECASE)
@@ -482,15 +485,21 @@ def _residual_band(
     leads = np.maximum(np.round((ds - origin) / spec.step).astype(np.int64), 1)
     mode = choose_trend(trend[:n], spec.step, span, spec.model)
     future_trend = _damp(trend[n:], ds, origin, float(trend[n - 1]), span, mode, spec.model.trend_damping)
-    residuals = y - (trend[:n] + rest[:n])
+    # The errors are those of forecasts made at each past point from what was known then (see ``trailing_line``).
+    level, slope = trailing_line(y - rest[:n], max(round(LINE_SHARE * n), 12))
+    if np.isfinite(y - level).sum() < np.isfinite(y).sum() / 2:
+        # Too gappy for a line at most points: the trend fitted in hindsight is all there is.
+        level, slope = trend[:n], np.concatenate(([0.0], np.diff(trend[:n])))
+    residuals = y - rest[:n] - level
     windows = anchor_windows(spec.step, n) if spec.model.residual_correction else [1]
-    drift = _trend_surprise(trend[:n], spec.step, span, mode, spec.model.trend_damping)
-    fitted = trend[:n] + rest[:n]
+    drift = _trend_surprise(level, slope, spec.step, span, mode, spec.model.trend_damping)
     window = level_window(spec.step, n)
     # The simple alternatives: the recent level as it is, and with Prophet's seasonality taken out and added back.
     alternatives = [(y, prepared.raw, np.zeros(len(ds))), (y - rest[:n], prepared.raw - rest[:n], rest[n:])]
     if not spec.model.residual_correction:
         alternatives = []
+    # A correction is measured from the line, so it is carried from the line's end rather than the trend's.
+    line_offset = float(level[-1] - trend[n - 1]) if np.isfinite(level[-1]) else 0.0
     correction, low, high, shares = lead_errors(
         residuals,
         leads,
@@ -498,43 +507,80 @@ def _residual_band(
         windows,
         spec.model.residual_correction,
         drift,
-        prepared.raw - fitted,
+        prepared.raw - rest[:n] - level,
         [(clipped, raw) for clipped, raw, _ in alternatives],
         window,
+        line_offset,
     )
     if spec.model.residual_correction:
-        shift = new_level(residuals, min(windows))
+        # Against the fitted trend: a shift is new when the fit, knowing all of the history, cannot place it.
+        shift = new_level(y - trend[:n] - rest[:n], min(windows))
         if shift is not None:
             correction, shares = np.full(len(ds), shift), np.zeros_like(shares)
     yhat = (1 - shares.sum(axis=0)) * (future_trend + rest[n:] + correction)
     for share, (clipped, _, ahead) in zip(shares, alternatives, strict=True):
         recent = clipped[-window:]
-        level = float(np.median(recent[np.isfinite(recent)])) if np.isfinite(recent).any() else 0.0
-        yhat = yhat + share * (level + ahead)
+        level_now = float(np.median(recent[np.isfinite(recent)])) if np.isfinite(recent).any() else 0.0
+        yhat = yhat + share * (level_now + ahead)
     return yhat, yhat + low, yhat + high
 
 
-def _trend_surprise(
-    trend: np.ndarray, step: float, span: float, mode: str, damping: float
-) -> Callable[[int], np.ndarray]:
-    """For a lead of k steps: how far the fitted trend moved from where its extrapolation at each t said it would.
+def trailing_line(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """At each index: the end level and slope (per step) of the least-squares line through the last ``window`` values.
 
-    In sample, Prophet's changepoints follow every shift of level after the
-    fact; out of sample the forecast only has the extrapolation. Adding this
-    surprise to the in-sample errors makes them errors of a forecast made at t.
+    NaN where fewer than half the window (or 10 values) are finite. Prophet's
+    in-sample trend at a past point was fitted on what came after it too, so
+    its errors there are those of a forecaster who knew the future, and
+    flattered the model against the simple alternatives and narrowed the
+    band. The fitted trend at the end of the history, where the forecast
+    starts, is a line through its last stretch (no changepoints in the last
+    tenth); this line, fitted at every point from what was known then, is its
+    honest stand-in.
     """
-    slope = np.concatenate(([0.0], np.diff(trend))) / step
+    n = len(values)
+    known = np.isfinite(values).astype(np.float64)
+    filled = np.where(known > 0, values, 0.0)
+    # Centred positions keep the running sums of squares small enough to difference without losing precision.
+    x = np.arange(n, dtype=np.float64) - n / 2
+    starts = np.maximum(np.arange(1, n + 1) - window, 0)
+
+    def running(a: np.ndarray) -> np.ndarray:
+        total = np.concatenate(([0.0], np.cumsum(a)))
+        return np.asarray(total[1:] - total[starts])
+
+    count, sum_x, sum_xx = running(known), running(known * x), running(known * x * x)
+    sum_y, sum_xy = running(filled), running(filled * x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_x, mean_y = sum_x / count, sum_y / count
+        spread = sum_xx - count * mean_x * mean_x
+        slope = np.where(spread > 0, (sum_xy - count * mean_x * mean_y) / spread, 0.0)
+        level = mean_y + slope * (x - mean_x)
+    sparse = count < max(10, window / 2)
+    level[sparse] = np.nan
+    slope[sparse] = np.nan
+    return level, slope
+
+
+def _trend_surprise(
+    level: np.ndarray, slope: np.ndarray, step: float, span: float, mode: str, damping: float
+) -> Callable[[int], np.ndarray]:
+    """For a lead of k steps: how far the trailing line's level moved from where its extrapolation at each t said.
+
+    Together with the residuals from that line, these are the errors of the
+    trend extrapolated (flat, damped or linear, as the forecast will be) from
+    each past point with only the data before it.
+    """
 
     def at(k: int) -> np.ndarray:
-        now, later = trend[: len(trend) - k], trend[k:]
         if mode == "linear":
-            reach = k * step
+            reach = float(k)
         elif mode == "damped":
-            tau = max(damping * span, 1.0)
-            reach = tau * (1 - np.exp(-k * step / tau))
+            tau = max(damping * span, 1.0) / step
+            reach = tau * (1 - np.exp(-k / tau))
         else:
             reach = 0.0
-        return np.asarray(later - (now + slope[: len(trend) - k] * reach))
+        now = len(level) - k
+        return np.asarray(level[k:] - (level[:now] + slope[:now] * reach))
 
     return at
 
@@ -604,24 +650,27 @@ def lead_errors(
     outcomes: np.ndarray | None = None,
     alternatives: list[tuple[np.ndarray, np.ndarray]] | None = None,
     level_steps: int = 3,
+    line_offset: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each lead (in steps): the residual correction to add, and the band's offsets around the forecast.
 
-    Prophet forgets where the series is right now. The correction is the
-    median residual over a trailing window, carried whole or not at all:
-    for each lead, the window (or none) with the smallest in-sample absolute
-    error. A gain between 0 and 1 would be fitted against Prophet's in-sample
-    trend, which at each past point already knew what came after it; such a
-    gain looks good in the history and not in the forecast. The band is the
-    empirical quantiles of that predictor's own in-sample errors at that lead,
-    counting the trend's ``surprise`` (see ``_trend_surprise``) as error.
-    ``outcomes`` are the residuals of the data before outliers were clipped:
-    spikes were kept out of the fit, but they will happen again, and the
-    band should say how often. Each of ``alternatives`` (a series, clipped
-    and raw, whose recent level forecasts it: the series itself, or the
-    series without its seasonality) competes at each lead with the median of
-    its last ``level_steps`` values, and wins where it would have erred less
-    in the history: the fourth array holds each alternative's share of the
+    ``residuals`` are measured from a trend known at each point (see
+    ``trailing_line``), and ``surprise`` says how far that trend moved
+    from its extrapolation k steps later (see ``_trend_surprise``):
+    together, the errors of a forecast made at each past point. Prophet
+    forgets where the series is right now. The correction is the median
+    residual over a trailing window, carried whole or not at all: for each
+    lead, the window (or none) with the smallest error in the history. It is
+    returned plus ``line_offset``, the residuals' reference minus the
+    forecast's at the origin. The band is the empirical quantiles of that
+    predictor's own errors at that lead. ``outcomes`` are the residuals of
+    the data before outliers were clipped: spikes were kept out of the fit,
+    but they will happen again, and the band should say how often. Each of
+    ``alternatives`` (a series, clipped and raw, whose recent level
+    forecasts it: the series itself, or the series without its
+    seasonality) competes at each lead with the median of its last
+    ``level_steps`` values, and wins where it would have erred less in the
+    history: the fourth array holds each alternative's share of the
     forecast per lead (0 or 1 at the probed leads, interpolated). The
     band's quantiles come from the latest quarter of the history (see
     ``_quantiles``). Computed at up to 40 log-spaced leads and interpolated
@@ -640,12 +689,13 @@ def lead_errors(
     highs = np.zeros(len(probe))
     alpha = (1 - width) / 2
     for i, k in enumerate(probe):
-        if k >= n - 10:
-            lows[i], highs[i] = _quantiles(raw[np.isfinite(raw)], alpha, int(k))
-            continue
-        drift = surprise(int(k)) if surprise is not None else 0.0
+        drift = surprise(int(k)) if surprise is not None and k < n - 10 else 0.0
         later_all, outcome_all = residuals[k:] + drift, raw[k:] + drift
         known = np.isfinite(later_all)
+        if k >= n - 10 or known.sum() <= 10:
+            # Too few errors at this lead (a short or gappy history): the spread of all residuals is the best guess.
+            lows[i], highs[i] = _quantiles(raw[np.isfinite(raw)], alpha, int(k))
+            continue
         best_score, best_anchor = float(np.mean(np.abs(later_all[known]))), None
         for anchor in anchors.values() if correct else ():
             now = anchor[: n - k]
@@ -674,7 +724,7 @@ def lead_errors(
             pair = np.isfinite(now) & np.isfinite(outcome_all)
             errors = outcome_all[pair] - now[pair]
             latest = best_anchor[np.isfinite(best_anchor)]
-            corrections[i] = float(latest[-1]) if len(latest) else 0.0
+            corrections[i] = float(latest[-1]) + line_offset if len(latest) else 0.0
         lows[i], highs[i] = _quantiles(errors, alpha, int(k))
     return (
         np.interp(leads, probe, corrections),

@@ -184,19 +184,24 @@ class LivePusher:
         self.url = url
         self.outlier = threading.Event()
         self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.last_at = 0
         self.push_once()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
     def push_once(self) -> None:
-        at = math.floor(time.time() - 1)
-        series = []
-        for source in SOURCES:
-            value = float(source.value(at))
-            if self.outlier.is_set() and source.labels.get("instance") == "db-2":
-                value = OUTLIER
-            series.append(TimeSeries(source.labels, [at * 1000], [value]))
-        push(self.url, series)
+        # The test thread pushes too; a second sample with another value in the same second is refused as a duplicate.
+        with self.lock:
+            at = max(math.floor(time.time() - 1), self.last_at + 1)
+            series = []
+            for source in SOURCES:
+                value = float(source.value(at))
+                if self.outlier.is_set() and source.labels.get("instance") == "db-2":
+                    value = OUTLIER
+                series.append(TimeSeries(source.labels, [at * 1000], [value]))
+            push(self.url, series)
+            self.last_at = at
 
     def _loop(self) -> None:
         while not self.stop.wait(5):
