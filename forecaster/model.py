@@ -65,8 +65,6 @@ RECENT_SHARE = 4
 # How many stretches of the history replay the band, and the tail shares (times alpha) it may move out to.
 CHECKS = 12
 TAIL_FACTORS = (1.0, 0.75, 0.5, 0.3, 0.15)
-# A replayed coverage this close below the target is noise (about three standard errors for independent errors).
-REPLAY_SLACK = 0.02
 # The share of the history behind the trailing line that stands in for Prophet's trend (see ``trailing_line``).
 LINE_SHARE = 0.2
 
@@ -756,8 +754,11 @@ def tail_share(errors: np.ndarray, alpha: float, lead: int, window: int) -> floa
     errors that followed fell inside. Where the spread of errors changed
     from one stretch of the history to the next (weather, holidays, bursts
     of load), the latest window alone under-covers, and the tails move out
-    to the first of ``TAIL_FACTORS`` that would have covered enough; a
-    steady series keeps ``alpha``. The band is never narrowed this way.
+    to the first of ``TAIL_FACTORS`` that would have covered enough. Any
+    shortfall counts: the errors are those of forecasts made from the past
+    (see ``trailing_line``), so the replay is not flattered, and a band one
+    step too wide on a steady series (85% for 80%) costs less than one that
+    under-covers a changing one. The band is never narrowed this way.
     """
     start = window + lead
     if len(errors) < start + window:
@@ -772,7 +773,7 @@ def tail_share(errors: np.ndarray, alpha: float, lead: int, window: int) -> floa
         later = errors[begin:end, None]
         inside += ((later >= low[check]) & (later <= high[check])).sum(axis=0)
     covered = inside / (len(errors) - start)
-    enough = np.flatnonzero(covered >= 1 - 2 * alpha - REPLAY_SLACK)
+    enough = np.flatnonzero(covered >= 1 - 2 * alpha)
     return float(tails[enough[0]] if len(enough) else tails[-1])
 
 

@@ -166,11 +166,12 @@ def test_the_recent_residual_is_carried_whole_or_not_at_all():
 def test_the_band_tails_move_out_only_where_the_spread_of_errors_changed():
     rng = np.random.default_rng(7)
     steady = rng.normal(0, 1, 4000)
-    assert tail_share(steady, 0.1, 12, 1000) == 0.1
+    # Any shortfall in the replay counts, so a steady series may move one step out (an 80% band covering ~85%).
+    assert tail_share(steady, 0.1, 12, 1000) >= 0.075
     # Calm and stormy spells, each as long as the window: the calm one's errors under-cover the storm that follows.
     spells = np.repeat([1.0, 6.0, 1.0, 6.0], 1000)
     changing = rng.normal(0, 1, 4000) * spells
-    assert tail_share(changing, 0.1, 12, 1000) < 0.1
+    assert tail_share(changing, 0.1, 12, 1000) <= 0.03
     assert tail_share(changing[:1500], 0.1, 12, 1000) == 0.1  # too short to replay: the nominal tails
 
 
