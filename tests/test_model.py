@@ -23,6 +23,7 @@ from forecaster.model import (
     trailing_line,
     weekly_order,
 )
+from forecaster.synthetic import Signal
 
 STEP = 300.0
 
@@ -184,6 +185,16 @@ def test_weekly_terms_only_for_a_weekly_pattern_that_repeats():
     # A wandering level with a daily cycle: any "weekly pattern" fitted to it is one that never comes back.
     wander = 100 + np.cumsum(rng.normal(0, 0.5, len(t))) + 3 * np.sin(2 * np.pi * t / DAY)
     assert weekly_order(t, wander, STEP) == 0
+
+
+def test_a_plain_weekly_wave_gets_the_fewer_weekly_terms():
+    t = np.arange(0, 14 * DAY, STEP)
+    # Order 14 predicts held-out weeks of a pure wave about as well as order 3, so its extra terms would fit noise.
+    picks = [
+        weekly_order(t, Signal(base=1000, daily=200, weekly=100, trend_per_day=2, noise=50).sample(t, seed), STEP)
+        for seed in range(4)
+    ]
+    assert picks == [3, 3, 3, 3]
 
 
 @pytest.mark.slow
