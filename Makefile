@@ -26,15 +26,15 @@ test-fast: venv prometheus
 	$(BIN)/pytest -m "not integration and not slow"
 
 lint: venv
-	$(BIN)/ruff check forecaster tests benchmarks
-	$(BIN)/ruff format --check forecaster tests benchmarks
+	$(BIN)/ruff check forecaster devtools tests benchmarks
+	$(BIN)/ruff format --check forecaster devtools tests benchmarks
 	$(BIN)/mypy
 
 check: venv
 	$(BIN)/forecaster check -c $(CONFIG)
 
 demo: venv prometheus
-	$(BIN)/python -m forecaster.demo
+	$(BIN)/python -m devtools.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-state

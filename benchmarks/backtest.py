@@ -27,13 +27,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# devtools/ sits beside the package in a source checkout, outside what pip installs.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devtools.local_prometheus import LocalPrometheus
+from devtools.remote_write import TimeSeries, push
 from forecaster import asof
 from forecaster.backtest import SeriesReport, write_table
-from forecaster.config import Duration, parse
-from forecaster.local_prometheus import LocalPrometheus
-from forecaster.model import DAY, FitResult, FitSpec, ModelOptions, fit_predict
+from forecaster.config import parse
+from forecaster.duration import Duration
+from forecaster.model.fit import FitResult, fit_predict
+from forecaster.model.options import FitSpec, ModelOptions
+from forecaster.model.seasonality import DAY
 from forecaster.prometheus import PrometheusSource
-from forecaster.remote_write import TimeSeries, push
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
+# devtools/ sits beside the package in a source checkout, outside what pip installs.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devtools.local_prometheus import LocalPrometheus
+from devtools.remote_write import TimeSeries, push
+from devtools.synthetic import DAY, Signal, grid
 from forecaster.config import PrometheusConfig
 from forecaster.history import HistoryCache, merge, plan
-from forecaster.local_prometheus import LocalPrometheus
 from forecaster.prometheus import PrometheusSource, build_http_client
-from forecaster.remote_write import TimeSeries, push
-from forecaster.synthetic import DAY, Signal, grid
 
 STEP = 60.0
 METRIC = "long_range_bench"

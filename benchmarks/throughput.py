@@ -28,9 +28,12 @@ import httpx
 import numpy as np
 import yaml
 
-from forecaster.local_prometheus import LocalPrometheus, free_port
-from forecaster.remote_write import TimeSeries, push
-from forecaster.synthetic import DAY, Signal, grid
+# devtools/ sits beside the package in a source checkout, outside what pip installs.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devtools.local_prometheus import LocalPrometheus, free_port
+from devtools.remote_write import TimeSeries, push
+from devtools.synthetic import DAY, Signal, grid
 
 STEP = 300.0
 HISTORY = 14 * DAY

@@ -11,6 +11,6 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from forecaster.model import load_prophet
+from forecaster.model.prophet import load_prophet
 
 load_prophet()

@@ -12,16 +12,17 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from forecaster.backtest import FitFunction, SeriesReport, choose_origins, evaluate_series, plot
+from forecaster import plot
+from forecaster.backtest import FitFunction, SeriesReport, choose_origins, evaluate_series
 from forecaster.config import Forecast
-from forecaster.errors import ConfigError
-from forecaster.model import Skip, fit_predict
-from forecaster.prometheus import PrometheusSource, Series
+from forecaster.errors import ConfigError, SeriesSkipped
+from forecaster.model.fit import fit_predict
+from forecaster.series import Series, SeriesSource, format_labels
 from forecaster.state import ForecastState, SeriesState
-from forecaster.trainer import fit_spec, format_labels
 
 
 def parse_time(text: str) -> float:
@@ -41,7 +42,7 @@ def parse_time(text: str) -> float:
     return parsed.timestamp()
 
 
-def history_before(source: PrometheusSource, forecast: Forecast, start: float, before: float) -> list[Series]:
+def history_before(source: SeriesSource, forecast: Forecast, start: float, before: float) -> list[Series]:
     """Every series of ``forecast`` on its step grid in ``[start, before)``; nothing at or after ``before``."""
     step = forecast.step.seconds
     # The range ends on the last grid point strictly before ``before``; the filter below guards the rest.
@@ -54,17 +55,17 @@ def history_before(source: PrometheusSource, forecast: Forecast, start: float, b
     return out
 
 
-def forecast_at(source: PrometheusSource, forecast: Forecast, at: float) -> tuple[ForecastState, list[str]]:
+def forecast_at(source: SeriesSource, forecast: Forecast, at: float) -> tuple[ForecastState, list[str]]:
     """Fit every series on the history strictly before ``at``; the frame starts at ``at``.
 
     Returns the state (never saved) and one line per series that could not be fitted.
     """
-    spec = fit_spec(forecast)
+    spec = forecast.fit_spec()
     fitted, skipped = [], []
     for item in history_before(source, forecast, at - forecast.history.seconds, at):
         try:
             result = fit_predict(item.timestamps, item.values, at, spec)
-        except Skip as skip:
+        except SeriesSkipped as skip:
             skipped.append(
                 f"forecast {forecast.name!r}: series {format_labels(item.labels)} skipped ({skip.reason}): {skip}"
             )
@@ -74,17 +75,21 @@ def forecast_at(source: PrometheusSource, forecast: Forecast, at: float) -> tupl
 
 
 def backtest(
-    source: PrometheusSource,
+    source: SeriesSource,
     forecast: Forecast,
     *,
     origins: int,
     horizons: Sequence[float],
     now: float,
     plot_dir: Path | None = None,
-    fit: FitFunction | None = None,
+    fit: FitFunction = fit_predict,
 ) -> list[SeriesReport]:
-    """Rolling-origin evaluation of every series of ``forecast``, ``max(horizons)`` between origins."""
-    from tqdm import tqdm
+    """Rolling-origin evaluation of every series of ``forecast``, ``max(horizons)`` between origins.
+
+    With ``plot_dir``, one PNG per series goes there (the ``plot`` extra).
+    """
+    if plot_dir is not None:
+        plot.pyplot()  # refuse before any query when the plot extra is missing
 
     step = forecast.step.seconds
     reach = max(horizons)
@@ -95,23 +100,22 @@ def backtest(
     spacing = max(reach, step)
     first = choose_origins(now, origins, spacing, reach, step)[0]
     series = history_before(source, forecast, first - forecast.history.seconds, now)
-    spec = fit_spec(forecast)
+    spec = forecast.fit_spec()
     reports = []
-    progress = tqdm(total=len(series), desc=forecast.name, unit="series", disable=not sys.stderr.isatty())
+    progress = _progress(len(series), forecast.name)
     for item in series:
         if len(item.timestamps) == 0:
             progress.update()
             continue
         chosen = choose_origins(float(np.max(item.timestamps)), origins, spacing, reach, step)
         name = f"{forecast.name}{format_labels(item.labels)}"
-        kwargs = {"fit": fit} if fit is not None else {}
         report = evaluate_series(
-            name, item.timestamps, item.values, spec, forecast.history.seconds, horizons, chosen, **kwargs
+            name, item.timestamps, item.values, spec, forecast.history.seconds, horizons, chosen, fit
         )
         reports.append(report)
         if plot_dir is not None:
             plot_dir.mkdir(parents=True, exist_ok=True)
-            plot(report, item.timestamps, item.values, plot_dir / f"{_file_name(name)}.png")
+            plot.plot(report, item.timestamps, item.values, plot_dir / f"{_file_name(name)}.png")
         progress.update()
     progress.close()
     return reports
@@ -119,3 +123,22 @@ def backtest(
 
 def _file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_=." else "_" for c in name).strip("_")[:150]
+
+
+class _NoProgress:
+    def update(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, name: str) -> Any:
+    """A progress bar on a terminal when tqdm (the ``plot`` extra) is installed; otherwise nothing."""
+    if not sys.stderr.isatty():
+        return _NoProgress()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoProgress()
+    return tqdm(total=total, desc=name, unit="series")

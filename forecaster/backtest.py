@@ -1,20 +1,14 @@
-"""Rolling-origin evaluation of the model against the forecasts PromQL gives for free.
+"""The backtest report: rolling-origin evaluation of the model against the PromQL baselines.
 
 For each origin, the model is fitted on the history strictly before it (the
 same ``fit_predict`` the service runs) and compared, over every actual sample
-in ``(origin, origin + horizon]``, with four baselines computed from that same
-history:
-
-    last_value         the last sample before the origin
-    offset_1d          the value one day earlier (``x offset 1d``; as many days
-                       back as needed to stay before the origin)
-    offset_1w          the same a week earlier (``x offset 1w``)
-    predict_linear_6h  a least-squares line over the last six hours, extrapolated
-                       (``predict_linear(x[6h], h)``)
+in ``(origin, origin + horizon]``, with the four baselines of
+``forecaster.skill`` computed from that same history.
 
 Metrics per series and horizon: MAE, MASE (MAE over the in-sample MAE of the
 one-step naive forecast before the first origin) and, for the model, the share
-of actual samples inside its band.
+of actual samples inside its band; then a summary over every (series,
+horizon) pair. Plots are ``forecaster.plot``'s, an optional extra.
 """
 
 from __future__ import annotations
@@ -22,65 +16,26 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 
-from forecaster.model import DAY, WEEK, FitResult, FitSpec, Frame, Skip, clean, fit_predict
+from forecaster.errors import SeriesSkipped
+from forecaster.model.fit import FitResult, fit_predict
+from forecaster.model.frame import Frame
+from forecaster.model.options import FitSpec
+from forecaster.model.seasonality import DAY, WEEK
+from forecaster.series import finite
+from forecaster.skill import BASELINES, baselines, coverage, mae
 
-BASELINES = ("last_value", "offset_1d", "offset_1w", "predict_linear_6h")
 MODEL = "model"
-LINEAR_WINDOW = 6 * 3600.0
 
 FitFunction = Callable[[np.ndarray, np.ndarray, float, FitSpec], FitResult]
-
-
-def _default_fit(ts: np.ndarray, ys: np.ndarray, fit_time: float, spec: FitSpec) -> FitResult:
-    return fit_predict(ts, ys, fit_time, spec)
-
-
-def value_before(ts: np.ndarray, ys: np.ndarray, when: np.ndarray) -> np.ndarray:
-    """The latest sample at or before each time in ``when``; NaN when there is none."""
-    index = np.searchsorted(ts, when, side="right") - 1
-    out = np.where(index >= 0, ys[np.clip(index, 0, None)], np.nan)
-    return np.asarray(out, dtype=np.float64)
-
-
-def baselines(ts: np.ndarray, ys: np.ndarray, origin: float, targets: np.ndarray) -> dict[str, np.ndarray]:
-    """Each baseline's forecast at ``targets``, from the samples strictly before ``origin``."""
-    before = ts < origin
-    ts, ys = ts[before], ys[before]
-    out: dict[str, np.ndarray] = {"last_value": np.full(len(targets), ys[-1] if len(ys) else np.nan)}
-    for name, period in (("offset_1d", DAY), ("offset_1w", WEEK)):
-        # A seasonal naive forecast may only look at the past: step back whole periods until before the origin.
-        periods = np.maximum(np.ceil((targets - origin) / period), 1.0)
-        out[name] = value_before(ts, ys, targets - periods * period)
-    recent = ts >= origin - LINEAR_WINDOW
-    if recent.sum() >= 2 and np.ptp(ts[recent]) > 0:
-        slope, intercept = np.polyfit(ts[recent] - origin, ys[recent], 1)
-        out["predict_linear_6h"] = intercept + slope * (targets - origin)
-    else:
-        out["predict_linear_6h"] = np.full(len(targets), ys[-1] if len(ys) else np.nan)
-    return out
-
-
-def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """Mean absolute error over the points where both are known; NaN when there are none."""
-    ok = np.isfinite(actual) & np.isfinite(predicted)
-    return float(np.mean(np.abs(actual[ok] - predicted[ok]))) if ok.any() else math.nan
 
 
 def naive_scale(ys: np.ndarray) -> float:
     """In-sample MAE of the one-step naive forecast: the denominator of MASE."""
     return float(np.mean(np.abs(np.diff(ys)))) if len(ys) > 1 else math.nan
-
-
-def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
-    ok = np.isfinite(actual)
-    if not ok.any():
-        return math.nan
-    inside = (actual[ok] >= lower[ok]) & (actual[ok] <= upper[ok])
-    return float(np.mean(inside))
 
 
 def choose_origins(last: float, count: int, spacing: float, reach: float, step: float) -> list[float]:
@@ -134,10 +89,10 @@ def evaluate_series(
     history: float,
     horizons: Sequence[float],
     origins: Sequence[float],
-    fit: FitFunction = _default_fit,
+    fit: FitFunction = fit_predict,
 ) -> SeriesReport:
     """Fit at every origin on ``[origin - history, origin)`` and score every horizon."""
-    ts, ys = clean(timestamps, values)
+    ts, ys = finite(timestamps, values)
     reach = max(horizons)
     runs: list[Run] = []
     skipped: list[str] = []
@@ -148,7 +103,7 @@ def evaluate_series(
             continue
         try:
             result = fit(ts[window], ys[window], origin, spec)
-        except Skip as skip:
+        except SeriesSkipped as skip:
             skipped.append(f"origin {origin:.0f}: {skip.reason}: {skip}")
             continue
         targets = ts[following]
@@ -251,65 +206,3 @@ def _cell(score: Score, key: str) -> str:
 
 def _percent(value: float) -> str:
     return f"{value:.0%}" if math.isfinite(value) else "-"
-
-
-def plot(report: SeriesReport, timestamps: np.ndarray, values: np.ndarray, path: Any) -> None:
-    """One PNG: the real series, each origin's forecast and band, the origins as vertical lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ts, ys = clean(timestamps, values)
-    figure, axes = plt.subplots(figsize=(14, 5))
-    start = min((run.origin for run in report.runs), default=ts[0]) - 3 * DAY
-    shown = ts >= start
-    end = float(ts[-1])
-    axes.plot((ts[shown] - end) / DAY, ys[shown], color="black", linewidth=0.7, label="actual")
-    for i, run in enumerate(report.runs):
-        days = (run.frame.ds - end) / DAY
-        axes.fill_between(days, run.frame.yhat_lower, run.frame.yhat_upper, color="tab:blue", alpha=0.2)
-        axes.plot(days, run.frame.yhat, color="tab:blue", linewidth=1, label="forecast" if i == 0 else None)
-        axes.axvline((run.origin - end) / DAY, color="tab:red", linewidth=0.6, linestyle="--")
-    axes.set_title(f"{report.series}: origins (dashed), forecast and band")
-    axes.set_xlabel("days before the last sample")
-    axes.legend(loc="upper left")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-@dataclass(frozen=True)
-class Skill:
-    """How the previous forecast of one series did on the samples that arrived since it was made."""
-
-    mae: float
-    coverage: float
-    skill: float  # 1 - model MAE / best baseline MAE; above 0 beats every baseline
-    points: int
-
-
-def score_previous(
-    frame: Frame, made_at: float, timestamps: np.ndarray, values: np.ndarray, now: float
-) -> Skill | None:
-    """Score a forecast made at ``made_at`` against the samples in ``(made_at, now]``.
-
-    The baselines are computed from the same history as of ``made_at``, so
-    the comparison is the one the backtest makes, on live data, for free.
-    None when no sample arrived inside the frame.
-    """
-    ts, ys = clean(timestamps, values)
-    arrived = (ts > made_at) & (ts <= min(now, float(frame.ds[-1])))
-    if not arrived.any() or not (ts < made_at).any():
-        return None
-    targets, actual = ts[arrived], ys[arrived]
-    model_mae = mae(actual, np.interp(targets, frame.ds, frame.yhat))
-    band = coverage(
-        actual, np.interp(targets, frame.ds, frame.yhat_lower), np.interp(targets, frame.ds, frame.yhat_upper)
-    )
-    errors = [mae(actual, predicted) for predicted in baselines(ts, ys, made_at, targets).values()]
-    best = min((e for e in errors if math.isfinite(e)), default=math.nan)
-    # A baseline that was exactly right cannot be beaten; only an exact model ties it.
-    tie = 0.0 if model_mae == 0 else -math.inf
-    skill = 1 - model_mae / best if best > 0 else tie
-    return Skill(model_mae, band, skill, int(arrived.sum()))

@@ -1,6 +1,6 @@
 """Predicted breaches: when a forecast band first crosses a threshold.
 
-Pure functions on a :class:`~forecaster.model.Frame`, used at scrape time to
+Pure functions on a :class:`~forecaster.model.frame.Frame`, used at scrape time to
 expose ``forecast_breach_seconds`` (seconds from now until the crossing) and
 at retrain time to attach a per-series threshold from a ``threshold_query``.
 The answer never reaches past the fitted frame: a crossing after its end is
@@ -14,13 +14,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from forecaster.model import Frame
-from forecaster.prometheus import Labels
+from forecaster.model.frame import Frame
+from forecaster.series import Labels
 
 ABOVE = "above"
 BELOW = "below"
 BANDS = ("yhat", "yhat_lower", "yhat_upper")
-DEFAULT_BAND = {ABOVE: "yhat_upper", BELOW: "yhat_lower"}
 
 
 def band_values(frame: Frame, band: str) -> np.ndarray:

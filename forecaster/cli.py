@@ -1,4 +1,11 @@
-"""The ``forecaster`` command: run, check, forecast, backtest."""
+"""The ``forecaster`` command: parses arguments and hands each command to the module that does it.
+
+run       forecaster.service.Service.serve
+check     forecaster.config.load
+forecast  forecaster.service.Service.retrain, or forecaster.asof.forecast_at with --at
+backtest  forecaster.asof.backtest, printed by forecaster.backtest.write_table
+rules     forecaster.recording_rules.render
+"""
 
 from __future__ import annotations
 
@@ -14,21 +21,18 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import disable_created_metrics
 
 from forecaster import asof, recording_rules
 from forecaster import config as config_module
 from forecaster.backtest import write_table
-from forecaster.config import Config, Duration, Forecast, parse_listen
-from forecaster.errors import ConfigError, ForecasterError
-from forecaster.executor import build_executor
-from forecaster.exporter import Board, ForecastCollector, SelfMetrics
-from forecaster.history import HistoryCache
+from forecaster.config import Config, Forecast, parse_listen
+from forecaster.duration import Duration
+from forecaster.errors import ConfigError, ForecasterError, MissingExtra
 from forecaster.prometheus import PrometheusSource
-from forecaster.scheduler import Scheduler
-from forecaster.server import MetricsServer
-from forecaster.state import ForecastState, StateStore
-from forecaster.trainer import Trainer, format_labels
+from forecaster.series import format_labels
+from forecaster.service import Service
+from forecaster.state import ForecastState
 
 log = logging.getLogger("forecaster")
 
@@ -62,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return EXIT_INVALID
+    except MissingExtra as exc:
+        print(f"forecaster: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except ForecasterError as exc:
         print(f"forecaster: {exc}", file=sys.stderr)
@@ -130,55 +137,12 @@ def _check(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _Service:
-    """Everything ``run`` and ``forecast`` share, built from the config in one place."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.registry = CollectorRegistry()
-        self.metrics = SelfMetrics(self.registry, config.forecasts)
-        self.board = Board(config.forecasts)
-        self.registry.register(ForecastCollector(self.board))
-        self.store = StateStore(config.state_dir)
-        self.history = HistoryCache(config.state_dir)
-        # One event stops both the fits and any query backing off between retries.
-        stop = threading.Event()
-        self.source = PrometheusSource.from_config(config.prometheus, stop=stop)
-        self.executor = build_executor(config)
-        self.trainer = Trainer(
-            self.source, self.store, self.board, self.metrics, stop=stop, history=self.history, executor=self.executor
-        )
-
-    def close(self) -> None:
-        self.executor.close()
-        self.source.close()
-
-    def load_state(self) -> int:
-        self.store.clean_temporaries()
-        self.history.clean_temporaries()
-        loaded = 0
-        for forecast in self.config.forecasts:
-            state = self.store.load(forecast.name, forecast.query)
-            if state is not None:
-                self.trainer.adopt(state)
-                loaded += 1
-        return loaded
-
-
 def _run(config: Config, args: argparse.Namespace) -> int:
     listen = args.listen or config.server.listen
     try:
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise ConfigError([f"--listen: {exc}"]) from None
-    service = _Service(config)
-    ready = threading.Event()
-    try:
-        server = MetricsServer(service.registry, host, port, ready)
-    except OSError as exc:
-        raise ForecasterError(f"cannot listen on {listen}: {exc.strerror}; choose another with --listen") from None
-    server.start()
-    log.info("serving /metrics on http://%s:%d", *server.address)
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -187,18 +151,11 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    loaded = service.load_state()
-    ready.set()
-    log.info("loaded %d stored forecast(s) from %s", loaded, config.state_dir)
-    scheduler = Scheduler(service.trainer, config.forecasts)
-    scheduler.start()
-    while not stopping.wait(1.0):
-        pass
-    service.trainer.stop.set()
-    scheduler.shutdown()
-    server.stop()
-    service.close()
-    log.info("stopped")
+    service = Service(config)
+    try:
+        service.serve(host, port, stopping)
+    finally:
+        service.close()
     return EXIT_OK
 
 
@@ -206,21 +163,23 @@ def _forecast(config: Config, args: argparse.Namespace) -> int:
     forecasts = [config.forecast(args.name)] if args.name else list(config.forecasts)
     if args.at:
         return _forecast_at(config, forecasts, [asof.parse_time(text) for text in args.at], args.format)
-    service = _Service(config)
-    service.load_state()
+    service = Service(config)
     failed = 0
-    for forecast in forecasts:
-        state = service.trainer.run(forecast)
-        if state is None:
-            failed += 1
-            continue
-        print_state(state, args.format, sys.stdout)
-    service.close()
+    try:
+        service.load_state()
+        for forecast in forecasts:
+            state = service.retrain(forecast)
+            if state is None:
+                failed += 1
+                continue
+            print_state(state, args.format, sys.stdout)
+    finally:
+        service.close()
     return EXIT_FAILURE if failed else EXIT_OK
 
 
 def _forecast_at(config: Config, forecasts: list[Forecast], times: list[float], fmt: str) -> int:
-    # No _Service: nothing here may read or write the history cache or the stored state.
+    # No Service: nothing here may read or write the history cache or the stored state.
     source = PrometheusSource.from_config(config.prometheus)
     failed = 0
     try:

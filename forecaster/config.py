@@ -24,43 +24,17 @@ from pydantic import (
     model_validator,
 )
 
+from forecaster.duration import Duration
 from forecaster.errors import ConfigError
-from forecaster.model import ModelOptions
+from forecaster.model.options import FitSpec, ModelOptions, ProphetOptions
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_DURATION_RE = re.compile(r"^((\d+)(ms|s|m|h|d|w|y))+$")
-_DURATION_PART_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class Duration:
-    """A Prometheus-style duration that remembers how the user wrote it.
-
-    The text matters: a ``horizons`` entry is exposed as the ``horizon`` label
-    exactly as written, so ``1h`` and ``60m`` stay what the user chose.
-    """
-
-    text: str
-    seconds: float
-
-    @classmethod
-    def parse(cls, value: object) -> Duration:
-        if isinstance(value, Duration):
-            return value
-        if not isinstance(value, str) or not _DURATION_RE.match(value):
-            raise ValueError(f"{value!r} is not a duration (use Prometheus syntax: 30s, 5m, 1h, 1d, 1w)")
-        seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART_RE.findall(value))
-        return cls(value, float(seconds))
-
-    def __str__(self) -> str:
-        return self.text
 
 
 DurationField = Annotated[Duration, BeforeValidator(Duration.parse)]
 
 
-def _positive(field: str, value: Duration | None) -> Duration | None:
+def _positive(value: Duration | None) -> Duration | None:
     if value is not None and value.seconds <= 0:
         raise ValueError(f"{value.text!r} must be longer than zero")
     return value
@@ -100,7 +74,7 @@ class PrometheusConfig(_Strict):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: Duration) -> Duration:
-        _positive("timeout", value)
+        _positive(value)
         return value
 
     @model_validator(mode="after")
@@ -126,52 +100,6 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{value!r} is not HOST:PORT (for example 0.0.0.0:9095)")
     return host.strip("[]") or "0.0.0.0", int(port)
-
-
-class ProphetOptions(_Strict):
-    """The Prophet constructor options a user may set; anything else is refused."""
-
-    growth: Literal["linear", "flat"] | None = None
-    n_changepoints: int | None = Field(default=None, ge=0)
-    changepoint_range: float | None = Field(default=None, gt=0, le=1)
-    yearly_seasonality: bool | int | Literal["auto"] | None = None
-    weekly_seasonality: bool | int | Literal["auto"] | None = None
-    daily_seasonality: bool | int | Literal["auto"] | None = None
-    seasonality_mode: Literal["additive", "multiplicative"] | None = None
-    seasonality_prior_scale: float | None = Field(default=None, gt=0)
-    changepoint_prior_scale: float | None = Field(default=None, gt=0)
-    uncertainty_samples: int | None = Field(default=None, ge=0)
-    scaling: Literal["absmax", "minmax"] | None = None
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
-
-
-class ModelConfig(_Strict):
-    """How each series is cleaned and its forecast shaped (see forecaster.model.ModelOptions)."""
-
-    outliers: float | Literal["none"] | None = Field(default=None, union_mode="left_to_right")
-    transform: Literal["auto", "none", "log"] | None = None
-    trend: Literal["auto", "flat", "damped", "linear"] | None = None
-    trend_damping: float | None = Field(default=None, gt=0, le=1)
-    band: Literal["residual", "prophet"] | None = None
-    bounds: Literal["auto", "none"] | None = None
-    lower: float | None = None
-    upper: float | None = None
-    residual_correction: bool | None = None
-
-    @field_validator("outliers")
-    @classmethod
-    def _outliers(cls, value: float | str | None) -> float | str | None:
-        if isinstance(value, float) and value <= 0:
-            raise ValueError(f"{value!r} must be a positive robust z-score (5 is the default) or none")
-        return value
-
-    @model_validator(mode="after")
-    def _ordered_bounds(self) -> ModelConfig:
-        if self.lower is not None and self.upper is not None and self.lower >= self.upper:
-            raise ValueError(f"lower ({self.lower}) must be below upper ({self.upper})")
-        return self
 
 
 class BreachConfig(_Strict):
@@ -204,21 +132,33 @@ class BreachConfig(_Strict):
             raise ValueError("direction goes with threshold_query; above: N and below: N already say it")
         return self
 
-    @property
-    def resolved_direction(self) -> str:
-        if self.direction is not None:
-            return self.direction
-        return "above" if self.above is not None else "below"
+    def rule(self) -> BreachRule:
+        direction: Literal["above", "below"] = self.direction or ("above" if self.above is not None else "below")
+        return BreachRule(
+            direction=direction,
+            band=self.band or ("yhat_upper" if direction == "above" else "yhat_lower"),
+            threshold=self.above if self.above is not None else self.below,
+            threshold_query=self.threshold_query,
+        )
 
-    @property
-    def resolved_band(self) -> str:
-        if self.band is not None:
-            return self.band
-        return "yhat_upper" if self.resolved_direction == "above" else "yhat_lower"
 
-    @property
-    def fixed_threshold(self) -> float | None:
-        return self.above if self.above is not None else self.below
+@dataclass(frozen=True)
+class BreachRule:
+    """A forecast's ``breach``, resolved once: which curve must reach which threshold from which side.
+
+    ``threshold`` is the fixed one (``above: N`` or ``below: N``); with
+    ``threshold_query`` each series has its own, read at retrain time and
+    stored with the series.
+    """
+
+    direction: Literal["above", "below"]
+    band: Literal["yhat", "yhat_lower", "yhat_upper"]
+    threshold: float | None = None
+    threshold_query: str | None = None
+
+    def threshold_of(self, from_query: float | None) -> float | None:
+        """The threshold of one series, given what its threshold_query matched (None: no match)."""
+        return from_query if self.threshold_query is not None else self.threshold
 
 
 class Settings(_Strict):
@@ -233,13 +173,19 @@ class Settings(_Strict):
     min_points: int | None = Field(default=None, ge=3)
     max_series: int | None = Field(default=None, ge=1)
     prophet: ProphetOptions | None = None
-    model: ModelConfig | None = None
+    model: ModelOptions | None = None
     breach: BreachConfig | None = None
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _null_is_unset(cls, value: object) -> object:
+        # A key given as null is not set in this layer, as everywhere else; `outliers: none` turns clipping off.
+        return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
 
     @field_validator("history", "step", "horizon", "retrain_every")
     @classmethod
     def _positive_duration(cls, value: Duration | None) -> Duration | None:
-        return _positive("", value)
+        return _positive(value)
 
 
 BUILTIN_DEFAULTS = Settings(
@@ -324,12 +270,19 @@ class Forecast:
     min_points: int
     max_series: int
     prophet: dict[str, Any]
-    breach: BreachConfig | None = None
+    breach: BreachRule | None = None
     model: ModelOptions = dataclasses.field(default_factory=ModelOptions)
 
-    @property
-    def points_per_fit(self) -> int:
-        return int(self.history.seconds // self.step.seconds)
+    def fit_spec(self) -> FitSpec:
+        return FitSpec(
+            step=self.step.seconds,
+            horizon=self.horizon.seconds,
+            interval_width=self.interval_width,
+            min_points=self.min_points,
+            prophet=dict(self.prophet),
+            model=self.model,
+            hint=f"{self.name} {self.query}",
+        )
 
 
 @dataclass(frozen=True)
@@ -358,6 +311,14 @@ def _resolve(entry: ForecastEntry, defaults: Settings, index: int) -> tuple[Fore
                 return value
         raise AssertionError(key)
 
+    where = f"forecasts[{index}]"
+    problems: list[str] = []
+    try:
+        model = _model_options(defaults.model, entry.model)
+    except ValidationError as exc:
+        model = ModelOptions()
+        problems.extend(f"{where}.model: {_message(error)}" for error in exc.errors())
+    breach = entry.breach if entry.breach is not None else defaults.breach
     prophet = {**BUILTIN_DEFAULTS.prophet.as_kwargs()}  # type: ignore[union-attr]
     for layer in (defaults, entry):
         if layer.prophet is not None:
@@ -374,11 +335,9 @@ def _resolve(entry: ForecastEntry, defaults: Settings, index: int) -> tuple[Fore
         min_points=pick("min_points"),
         max_series=pick("max_series"),
         prophet=prophet,
-        breach=entry.breach if entry.breach is not None else defaults.breach,
-        model=_model_options(defaults.model, entry.model),
+        breach=breach.rule() if breach is not None else None,
+        model=model,
     )
-    where = f"forecasts[{index}]"
-    problems = []
     for i, h in enumerate(forecast.horizons):
         if h.seconds > forecast.horizon.seconds:
             problems.append(f"{where}.horizons[{i}]: {h.text!r} exceeds horizon {forecast.horizon.text!r}")
@@ -395,15 +354,13 @@ def _resolve(entry: ForecastEntry, defaults: Settings, index: int) -> tuple[Fore
     return (None if problems else forecast), problems
 
 
-def _model_options(*layers: ModelConfig | None) -> ModelOptions:
-    """The built-in model defaults with ``defaults.model`` and then the forecast's own on top."""
+def _model_options(*layers: ModelOptions | None) -> ModelOptions:
+    """The built-in model defaults with the keys ``defaults.model`` and then the forecast's own set on top."""
     chosen: dict[str, Any] = {}
     for layer in layers:
         if layer is not None:
-            chosen.update(layer.model_dump(exclude_none=True))
-    if chosen.get("outliers") == "none":
-        chosen["outliers"] = None
-    return ModelOptions(**chosen)
+            chosen.update(layer.model_dump(exclude_unset=True))
+    return ModelOptions.model_validate(chosen)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

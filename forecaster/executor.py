@@ -1,8 +1,9 @@
 """Where fits run: worker processes on this machine, or an existing Dask cluster.
 
 Each fit is a task (one series' history plus its fit spec) sent to a worker;
-the answer is a ``FitOutcome``, never an exception, so one series that fails,
-crashes its worker or hangs past ``fit_timeout`` loses only that series.
+the answer is a ``FitOutcome``, never an exception (a failure is a
+``SkipReason`` and a detail), so one series that fails, crashes its worker
+or hangs past ``fit_timeout`` loses only that series.
 
     LocalExecutor   one long-lived process per worker, started from a fork
                     server that has already imported Prophet (a new worker
@@ -32,18 +33,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from forecaster.config import Config
-from forecaster.errors import ForecasterError
-from forecaster.model import FIT_FAILED, FitResult, FitSpec, Skip, fit_predict
+from forecaster.errors import ForecasterError, MissingExtra, SeriesSkipped, SkipReason, Stopped
+from forecaster.model.fit import FitResult, fit_predict
+from forecaster.model.options import FitSpec
 
 log = logging.getLogger(__name__)
 
-FIT_TIMEOUT = "fit_timeout"
 # How often a waiting dispatcher looks at the stop flag; bounds shutdown latency.
 _POLL_SECONDS = 0.2
-
-
-class Stopped(Exception):
-    """Shutdown was requested while fits were running; their results are dropped."""
 
 
 @dataclass
@@ -58,11 +55,11 @@ class FitTask:
 
 @dataclass
 class FitOutcome:
-    """A fit's result, or why there is none (``reason`` is a skip-reason label value)."""
+    """A fit's result, or why there is none."""
 
     index: int
     result: FitResult | None
-    reason: str = ""
+    reason: SkipReason | None = None
     detail: str = ""
     seconds: float = 0.0
 
@@ -72,11 +69,11 @@ def execute(task: FitTask) -> FitOutcome:
     started = time.perf_counter()
     try:
         result = fit_predict(task.timestamps, task.values, task.fit_time, task.spec, task.warm_start)
-    except Skip as skip:
+    except SeriesSkipped as skip:
         return FitOutcome(task.index, None, skip.reason, str(skip), time.perf_counter() - started)
     except Exception as exc:  # a bug or a library error must cost one series, not the batch
         detail = f"{exc.__class__.__name__}: {exc}"
-        return FitOutcome(task.index, None, FIT_FAILED, detail, time.perf_counter() - started)
+        return FitOutcome(task.index, None, SkipReason.FIT_FAILED, detail, time.perf_counter() - started)
     return FitOutcome(task.index, result, seconds=time.perf_counter() - started)
 
 
@@ -205,13 +202,15 @@ class LocalExecutor:
         if not worker.process.is_alive():
             worker.kill()
             code = worker.process.exitcode
-            return FitOutcome(task.index, None, FIT_FAILED, f"the fit process died (exit code {code}); it was replaced")
+            return FitOutcome(
+                task.index, None, SkipReason.FIT_FAILED, f"the fit process died (exit code {code}); it was replaced"
+            )
         if time.monotonic() > worker.deadline:
             worker.kill()
             return FitOutcome(
                 task.index,
                 None,
-                FIT_TIMEOUT,
+                SkipReason.FIT_TIMEOUT,
                 f"the fit took longer than fit_timeout ({self._timeout:g}s) and was killed; "
                 "shorten history, coarsen step, or raise fit_timeout",
             )
@@ -231,9 +230,7 @@ class DaskExecutor:
         try:
             from distributed import Client
         except ImportError:
-            raise ForecasterError(
-                "executor.type is dask, but dask.distributed is not installed: pip install 'forecaster[dask]'"
-            ) from None
+            raise MissingExtra("executor type dask", "dask", "dask.distributed") from None
         self._address = address
         self._timeout = fit_timeout
         try:
@@ -262,14 +259,16 @@ class DaskExecutor:
                 self._client.cancel([f for f in futures if not f.done()])
         for task in tasks:
             if task.index not in answered:
-                yield FitOutcome(task.index, None, FIT_TIMEOUT, f"no answer from the Dask cluster at {self._address}")
+                yield FitOutcome(
+                    task.index, None, SkipReason.FIT_TIMEOUT, f"no answer from the Dask cluster at {self._address}"
+                )
 
     @staticmethod
     def _outcome(future: Any, index: int) -> FitOutcome:
         try:
             outcome: FitOutcome = future.result()
         except Exception as exc:  # a killed Dask worker raises here; it costs this series only
-            return FitOutcome(index, None, FIT_FAILED, f"Dask task failed: {exc.__class__.__name__}: {exc}")
+            return FitOutcome(index, None, SkipReason.FIT_FAILED, f"Dask task failed: {exc.__class__.__name__}: {exc}")
         return outcome
 
     def close(self) -> None:

@@ -27,15 +27,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
 from forecaster.breach import seconds_until_breach
-from forecaster.config import BreachConfig, Forecast
-from forecaster.executor import FIT_TIMEOUT
-from forecaster.model import FIT_FAILED, MAX_SERIES, PREDICT_FAILED, TOO_FEW_POINTS, Frame
-from forecaster.prometheus import Labels
-from forecaster.state import ForecastState
+from forecaster.config import BreachRule, Forecast
+from forecaster.errors import SkipReason, Stage
+from forecaster.series import Labels
+from forecaster.skill import Skill
+from forecaster.state import ForecastState, SeriesState
 
 RESERVED_LABELS = ("forecast", "horizon")
-STAGES = ("query", "fit", "predict", "state")
-SKIP_REASONS = (TOO_FEW_POINTS, FIT_FAILED, FIT_TIMEOUT, PREDICT_FAILED, MAX_SERIES)
 
 
 def exposed_labels(series_labels: Labels) -> Labels:
@@ -49,20 +47,15 @@ def exposed_labels(series_labels: Labels) -> Labels:
 
 
 @dataclass(frozen=True)
-class PublishedSeries:
-    labels: Labels
-    frame: Frame
-    # The breach threshold of this series: the fixed one, or the one its threshold_query matched.
-    threshold: float | None = None
-
-
-@dataclass(frozen=True)
 class PublishedForecast:
+    """One forecast as scraped: its series with their labels as exposed (``labels[i]`` is ``series[i]``'s)."""
+
     name: str
     fit_time: float
     horizons: tuple[tuple[str, float], ...]
-    series: tuple[PublishedSeries, ...]
-    breach: BreachConfig | None = None
+    series: tuple[SeriesState, ...]
+    labels: tuple[Labels, ...]
+    breach: BreachRule | None = None
 
 
 class Board:
@@ -80,12 +73,8 @@ class Board:
             name=state.forecast,
             fit_time=state.fit_time,
             horizons=self._horizons[state.forecast],
-            series=tuple(
-                PublishedSeries(
-                    exposed_labels(s.labels), s.frame, _threshold(self._breach[state.forecast], s.threshold)
-                )
-                for s in state.series
-            ),
+            series=tuple(state.series),
+            labels=tuple(exposed_labels(s.labels) for s in state.series),
             breach=self._breach[state.forecast],
         )
         with self._lock:
@@ -116,11 +105,11 @@ class ForecastCollector:
         for forecast in snapshot:
             for horizon_text, horizon_seconds in forecast.horizons:
                 target = now + horizon_seconds
-                for series in forecast.series:
+                for series, own in zip(forecast.series, forecast.labels, strict=True):
                     point = series.frame.at(target)
                     if point is None:
                         continue
-                    labels = {"forecast": forecast.name, "horizon": horizon_text, **series.labels}
+                    labels = {"forecast": forecast.name, "horizon": horizon_text, **own}
                     yhat.add_sample("forecast_yhat", labels, point[0])
                     lower.add_sample("forecast_yhat_lower", labels, point[1])
                     upper.add_sample("forecast_yhat_upper", labels, point[2])
@@ -131,15 +120,16 @@ class ForecastCollector:
     def _breaches(snapshot: list[PublishedForecast], now: float) -> Metric:
         family = _breach_family()
         for forecast in snapshot:
-            if forecast.breach is None:
+            rule = forecast.breach
+            if rule is None:
                 continue
-            direction, band = forecast.breach.resolved_direction, forecast.breach.resolved_band
-            for series in forecast.series:
-                if series.threshold is None:
+            for series, own in zip(forecast.series, forecast.labels, strict=True):
+                threshold = rule.threshold_of(series.threshold)
+                if threshold is None:
                     continue
-                seconds = seconds_until_breach(series.frame, band, series.threshold, direction, now)
+                seconds = seconds_until_breach(series.frame, rule.band, threshold, rule.direction, now)
                 if seconds is not None:
-                    family.add_sample("forecast_breach_seconds", {"forecast": forecast.name, **series.labels}, seconds)
+                    family.add_sample("forecast_breach_seconds", {"forecast": forecast.name, **own}, seconds)
         return family
 
     @staticmethod
@@ -159,12 +149,6 @@ def _breach_family() -> Metric:
     )
 
 
-def _threshold(breach: BreachConfig | None, from_query: float | None) -> float | None:
-    if breach is None:
-        return None
-    return from_query if breach.threshold_query is not None else breach.fixed_threshold
-
-
 class SkillCollector:
     """How each series' previous forecast did on the samples that arrived since, against the PromQL baselines::
 
@@ -179,9 +163,9 @@ class SkillCollector:
         self._scores: dict[str, tuple[tuple[Labels, float, float, float], ...]] = {}
         self._lock = threading.Lock()
 
-    def publish(self, forecast: str, scores: Sequence[tuple[Labels, float, float, float]]) -> None:
-        """``scores`` holds (series labels, MAE, coverage, skill) per series."""
-        rows = tuple((exposed_labels(labels), m, c, s) for labels, m, c, s in scores)
+    def publish(self, forecast: str, scores: Sequence[tuple[Labels, Skill]]) -> None:
+        """``scores`` holds each scored series' own labels and its score."""
+        rows = tuple((exposed_labels(labels), s.mae, s.coverage, s.skill) for labels, s in scores)
         with self._lock:
             current = dict(self._scores)
             current[forecast] = rows
@@ -262,9 +246,9 @@ class SelfMetrics:
             registry=registry,
         )
         for forecast in forecasts:
-            for stage in STAGES:
+            for stage in Stage:
                 self.errors.labels(forecast.name, stage)
-            for reason in SKIP_REASONS:
+            for reason in SkipReason:
                 self.skipped.labels(forecast.name, reason)
             self.series.labels(forecast.name)
             self.cycle_duration.labels(forecast.name)

@@ -12,6 +12,10 @@ and a series that appears simply joins.
 The result equals what one full ``query_range`` over the window would return,
 as long as Prometheus does not rewrite samples older than the overlap.
 
+The cache reads a forecast's file once, at its first retrain after start-up,
+and keeps what it last saved in memory after that: a retrain never re-reads
+the file the same process wrote one cycle earlier.
+
 The file is written atomically (``state.atomic_write``) and carries a format
 name and version. A cache that is unreadable, corrupt or foreign is logged,
 moved aside as ``<name>.npz.bad-<unix time>`` and the whole window is pulled
@@ -31,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forecaster.prometheus import Series, series_key
+from forecaster.series import Series, series_key
 from forecaster.state import atomic_write, remove_temporaries, set_aside
 
 log = logging.getLogger(__name__)
@@ -99,11 +103,12 @@ def merge(pulled: list[Series], fetch: Plan, query: str, step: float, window_sta
 
 
 class HistoryCache:
-    """Reads and writes the history files under ``<state_dir>/history``."""
+    """The history files under ``<state_dir>/history``, each read once and then kept in memory."""
 
     def __init__(self, state_dir: Path, overlap_steps: int = OVERLAP_STEPS) -> None:
         self.dir = Path(state_dir) / "history"
         self.overlap_steps = overlap_steps
+        self._memory: dict[str, History] = {}
 
     def path(self, forecast: str) -> Path:
         return self.dir / f"{forecast}.npz"
@@ -129,22 +134,29 @@ class HistoryCache:
             timestamps=np.concatenate([empty, *(s.timestamps for s in history.series)]).astype(np.float64),
             values=np.concatenate([empty, *(s.values for s in history.series)]).astype(np.float64),
         )
+        # Kept before the write: a full disk costs the next restart a full pull, not the next retrain.
+        self._memory[forecast] = history
         atomic_write(self.path(forecast), buffer.getvalue())
 
     def load(self, forecast: str, query: str, step: float) -> History | None:
         """The cached history of ``forecast``, or None when there is none usable for this query and step."""
-        path = self.path(forecast)
-        if not path.exists():
-            return None
-        try:
-            history = _read(path, forecast)
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            set_aside(path, forecast, exc, "will pull the whole history")
+        history = self._memory.get(forecast) or self._read_file(forecast)
+        if history is None:
             return None
         if history.query != query or history.step != step:
             log.info("forecast %r: query or step changed since the cached history; pulling the whole history", forecast)
             return None
         return history
+
+    def _read_file(self, forecast: str) -> History | None:
+        path = self.path(forecast)
+        if not path.exists():
+            return None
+        try:
+            return _read(path, forecast)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            set_aside(path, forecast, exc, "will pull the whole history")
+            return None
 
     def clean_temporaries(self) -> None:
         remove_temporaries(self.dir)

@@ -22,7 +22,8 @@ import httpx
 import numpy as np
 
 from forecaster.config import PrometheusConfig
-from forecaster.errors import BadQueryError, ForecasterError, QueryAbandoned, QueryError
+from forecaster.errors import BadQueryError, ForecasterError, QueryAbandoned, QueryError, TransientError
+from forecaster.series import Labels, Series, series_key, sort_unique
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +38,6 @@ _RETRY_STATUS = {429, 500, 502, 503, 504}
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 10.0
 _AUTH_HINT = "; check prometheus.bearer_token_file, basic_auth and headers"
-
-Labels = dict[str, str]
-
-
-def series_key(labels: Labels) -> tuple[tuple[str, str], ...]:
-    """A hashable identity for a label set, independent of label order."""
-    return tuple(sorted(labels.items()))
-
-
-@dataclass
-class Series:
-    """One series of a query result: its labels (no ``__name__``) and samples in time order."""
-
-    labels: Labels
-    timestamps: np.ndarray
-    values: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -115,11 +100,6 @@ def build_http_client(config: PrometheusConfig) -> httpx.Client:
         timeout=httpx.Timeout(seconds, connect=min(seconds, 10.0)),
         limits=httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency),
     )
-
-
-def _parse_float(text: str) -> float:
-    # Prometheus writes NaN and ±Inf as strings; float() understands them.
-    return float(text)
 
 
 class PrometheusSource:
@@ -221,7 +201,7 @@ class PrometheusSource:
         out = []
         for item in data.get("result", []):
             labels = {k: v for k, v in item["metric"].items() if k != "__name__"}
-            out.append((labels, _parse_float(item["value"][1])))
+            out.append((labels, float(item["value"][1])))
         return out
 
     def _get(self, path: str, params: dict[str, str], *, query: str, forecast: str) -> dict[str, Any]:
@@ -231,7 +211,7 @@ class PrometheusSource:
                 raise QueryAbandoned("given up: the service is stopping", forecast=forecast, query=query)
             try:
                 return self._get_once(path, params, query=query, forecast=forecast)
-            except _Retryable as exc:
+            except TransientError as exc:
                 if attempt >= self._retries:
                     raise QueryError(
                         f"{exc} (gave up after {attempt + 1} attempts; is Prometheus up and reachable?)",
@@ -248,17 +228,17 @@ class PrometheusSource:
         try:
             response = self._client.get(path, params=params)
         except httpx.TimeoutException:
-            raise _Retryable("Prometheus did not answer within the timeout") from None
+            raise TransientError("Prometheus did not answer within the timeout") from None
         except httpx.TransportError as exc:
-            raise _Retryable(f"cannot reach Prometheus: {exc.__class__.__name__}: {exc}") from None
+            raise TransientError(f"cannot reach Prometheus: {exc.__class__.__name__}: {exc}") from None
         if response.status_code in _RETRY_STATUS:
             retry_after = _retry_after(response.headers.get("Retry-After"))
-            raise _Retryable(f"Prometheus answered HTTP {response.status_code}{_error_text(response)}", retry_after)
+            raise TransientError(f"Prometheus answered HTTP {response.status_code}{_error_text(response)}", retry_after)
         try:
             body = response.json()
         except ValueError:
             if response.is_success:
-                raise _Retryable(
+                raise TransientError(
                     f"Prometheus answered HTTP {response.status_code} with a body that is not JSON"
                 ) from None
             hint = _AUTH_HINT if response.status_code in (401, 403) else ""
@@ -276,12 +256,6 @@ class PrometheusSource:
             log.warning("forecast %r: Prometheus warns about query %r: %s", forecast, query, warning)
         data: dict[str, Any] = body.get("data", {})
         return data
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def _retry_after(header: str | None) -> float | None:
@@ -314,7 +288,7 @@ def _decode(result: list[dict[str, Any]]) -> list[Series]:
             continue
         labels = {k: v for k, v in item["metric"].items() if k != "__name__"}
         ts = np.fromiter((float(v[0]) for v in values), dtype=np.float64, count=len(values))
-        ys = np.fromiter((_parse_float(v[1]) for v in values), dtype=np.float64, count=len(values))
+        ys = np.fromiter((float(v[1]) for v in values), dtype=np.float64, count=len(values))
         out.append(Series(labels, ts, ys))
     return out
 
@@ -328,10 +302,6 @@ def _stitch(parts: Iterable[list[Series]]) -> list[Series]:
             entry[2].append(item.values)
     out = []
     for labels, ts_parts, ys_parts in merged.values():
-        ts = np.concatenate(ts_parts)
-        ys = np.concatenate(ys_parts)
-        order = np.argsort(ts, kind="stable")
-        ts, ys = ts[order], ys[order]
-        keep = np.concatenate(([True], np.diff(ts) > 0))
-        out.append(Series(labels, ts[keep], ys[keep]))
+        # The one place a series is put in order: everything downstream relies on it (see forecaster.series).
+        out.append(Series(labels, *sort_unique(np.concatenate(ts_parts), np.concatenate(ys_parts))))
     return out

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.model import Frame
-from forecaster.prometheus import Labels
+from forecaster.model.frame import Frame
+from forecaster.series import Labels
 
 log = logging.getLogger(__name__)
 

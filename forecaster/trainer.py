@@ -1,7 +1,12 @@
 """One retrain of one forecast: query, fit every series, persist, publish.
 
 A plain callable with its dependencies passed in, so it runs the same under
-the scheduler, in ``forecaster forecast`` and in tests with a fake clock.
+the scheduler, in ``forecaster forecast`` and in tests with a fake clock and a
+fake source (anything with the ``SeriesSource`` methods).
+
+A series goes through one retrain as a ``Series`` (pulled, merged with the
+cached history), a ``FitTask`` (sent to a worker) and a ``SeriesState``
+(stored and published as it is).
 """
 
 from __future__ import annotations
@@ -13,42 +18,25 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from forecaster.backtest import score_previous
 from forecaster.breach import match_threshold
 from forecaster.config import Forecast
-from forecaster.errors import QueryAbandoned, QueryError
-from forecaster.executor import FIT_TIMEOUT, Executor, FitTask, InlineExecutor, Stopped
+from forecaster.errors import QueryAbandoned, QueryError, SkipReason, Stage, Stopped
+from forecaster.executor import Executor, FitTask, InlineExecutor
 from forecaster.exporter import Board, SelfMetrics
 from forecaster.history import HistoryCache, merge, plan
-from forecaster.model import FIT_FAILED, MAX_SERIES, PREDICT_FAILED, FitSpec
-from forecaster.prometheus import PrometheusSource, Series, series_key
+from forecaster.series import Labels, Series, SeriesSource, format_labels, series_key
+from forecaster.skill import Skill, score_previous
 from forecaster.state import ForecastState, SeriesState, StateStore
 
 log = logging.getLogger(__name__)
 
-_STAGE_OF_REASON = {FIT_FAILED: "fit", FIT_TIMEOUT: "fit", PREDICT_FAILED: "predict"}
-
-
-def fit_spec(forecast: Forecast) -> FitSpec:
-    return FitSpec(
-        step=forecast.step.seconds,
-        horizon=forecast.horizon.seconds,
-        interval_width=forecast.interval_width,
-        min_points=forecast.min_points,
-        prophet=dict(forecast.prophet),
-        model=forecast.model,
-        hint=f"{forecast.name} {forecast.query}",
-    )
-
-
-def format_labels(labels: dict[str, str]) -> str:
-    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+Previous = dict[tuple[tuple[str, str], ...], SeriesState]
 
 
 class Trainer:
     def __init__(
         self,
-        source: PrometheusSource,
+        source: SeriesSource,
         store: StateStore,
         board: Board,
         metrics: SelfMetrics,
@@ -97,7 +85,7 @@ class Trainer:
         try:
             series = self._fetch(forecast, fit_time)
         except QueryError as exc:
-            self._metrics.errors.labels(forecast.name, "query").inc()
+            self._metrics.errors.labels(forecast.name, Stage.QUERY).inc()
             log.error("%s; keeping the previous forecast", exc)
             return None
         if not series:
@@ -106,19 +94,22 @@ class Trainer:
             )
             return None
         series = self._guard_cardinality(forecast, series)
-        fitted = self._fit_all(forecast, series, fit_time)
-        self._record_skill(forecast, series, fit_time)
+        served = self._current.get(forecast.name)
+        previous: Previous = {series_key(s.labels): s for s in served.series} if served else {}
+        fitted = self._fit_all(forecast, series, fit_time, previous)
+        if served is not None:
+            self._record_skill(forecast, series, served.fit_time, fit_time, previous)
         if not fitted:
             log.warning(
                 "forecast %r: no series could be fitted this time; keeping the previous forecast", forecast.name
             )
             return None
-        fitted = self._attach_thresholds(forecast, fitted, fit_time)
+        fitted = self._attach_thresholds(forecast, fitted, fit_time, previous)
         state = ForecastState(forecast.name, forecast.query, fit_time, fitted)
         try:
             self._store.save(state)
         except OSError as exc:
-            self._metrics.errors.labels(forecast.name, "state").inc()
+            self._metrics.errors.labels(forecast.name, Stage.STATE).inc()
             log.error(
                 "forecast %r: cannot write state to %s: %s; serving the new forecast from memory",
                 forecast.name,
@@ -151,20 +142,22 @@ class Trainer:
             try:
                 self._history.save(forecast.name, merged)
             except OSError as exc:
-                self._metrics.errors.labels(forecast.name, "state").inc()
+                self._metrics.errors.labels(forecast.name, Stage.STATE).inc()
                 log.error(
-                    "forecast %r: cannot write the history cache %s: %s; the next retrain pulls this range again",
+                    "forecast %r: cannot write the history cache %s: %s; "
+                    "it stays in memory, and a restart pulls what the file lacks",
                     forecast.name,
                     self._history.path(forecast.name),
                     exc,
                 )
         return merged.series
 
-    def _fit_all(self, forecast: Forecast, series: list[Series], fit_time: float) -> list[SeriesState]:
+    def _fit_all(
+        self, forecast: Forecast, series: list[Series], fit_time: float, previous: Previous
+    ) -> list[SeriesState]:
         """Fit every series on the executor; a series that fails keeps its previous forecast, if it had one."""
-        previous = self._previous_series(forecast)
         before = [previous.get(series_key(item.labels)) for item in series]
-        spec = fit_spec(forecast)
+        spec = forecast.fit_spec()
         tasks = [
             FitTask(i, item.timestamps, item.values, fit_time, spec, old.params if old else None)
             for i, (item, old) in enumerate(zip(series, before, strict=True))
@@ -177,50 +170,54 @@ class Trainer:
                 result = outcome.result
                 results[outcome.index] = SeriesState(item.labels, result.frame, result.params, result.points)
                 continue
-            self._skipped(forecast, item, outcome.reason, outcome.detail)
-            if old is not None and outcome.reason in _STAGE_OF_REASON:
+            assert outcome.reason is not None
+            self._skipped(forecast, item.labels, outcome.reason, outcome.detail)
+            if old is not None and outcome.reason.stage is not None:
                 results[outcome.index] = old
         return [r for r in results if r is not None]
 
-    def _record_skill(self, forecast: Forecast, series: list[Series], fit_time: float) -> None:
-        """Score the forecast being replaced on the samples that arrived since it was made.
+    def _record_skill(
+        self, forecast: Forecast, series: list[Series], made_at: float, fit_time: float, previous: Previous
+    ) -> None:
+        """Score the forecast being replaced (made at ``made_at``) on the samples that arrived since.
 
         Reuses the history just fetched, so it costs no query and no fit. A series
         without a previous forecast or without new samples keeps no score.
         """
-        previous = self._current.get(forecast.name)
-        if previous is None:
-            return
-        before = self._previous_series(forecast)
-        scores = []
+        scores: list[tuple[Labels, Skill]] = []
         for item in series:
-            old = before.get(series_key(item.labels))
+            old = previous.get(series_key(item.labels))
             if old is None:
                 continue
-            skill = score_previous(old.frame, previous.fit_time, item.timestamps, item.values, fit_time)
+            skill = score_previous(old.frame, made_at, item.timestamps, item.values, fit_time)
             if skill is not None:
-                scores.append((item.labels, skill.mae, skill.coverage, skill.skill))
+                scores.append((item.labels, skill))
         self._metrics.skill.publish(forecast.name, scores)
 
-    def _attach_thresholds(self, forecast: Forecast, fitted: list[SeriesState], fit_time: float) -> list[SeriesState]:
+    def _attach_thresholds(
+        self, forecast: Forecast, fitted: list[SeriesState], fit_time: float, previous: Previous
+    ) -> list[SeriesState]:
         """Each series' breach threshold from ``breach.threshold_query``, read once per retrain.
 
         Scrapes never query Prometheus, so the threshold is stored with the
         state. When the query fails, each series keeps its previous threshold.
         """
-        breach = forecast.breach
-        if breach is None or breach.threshold_query is None:
+        rule = forecast.breach
+        if rule is None or rule.threshold_query is None:
             return fitted
-        query = breach.threshold_query
+        query = rule.threshold_query
         try:
             thresholds = self._source.query(query, fit_time, forecast=forecast.name)
         except QueryAbandoned:
             raise Stopped from None
         except QueryError as exc:
-            self._metrics.errors.labels(forecast.name, "query").inc()
+            self._metrics.errors.labels(forecast.name, Stage.QUERY).inc()
             log.error("%s (breach.threshold_query); keeping each series' previous threshold", exc)
-            before = self._previous_series(forecast)
-            return [replace(s, threshold=_threshold_of(before.get(series_key(s.labels)))) for s in fitted]
+            out = []
+            for state in fitted:
+                old = previous.get(series_key(state.labels))
+                out.append(replace(state, threshold=old.threshold if old is not None else None))
+            return out
         out = []
         for state in fitted:
             threshold = match_threshold(state.labels, thresholds)
@@ -236,17 +233,12 @@ class Trainer:
             out.append(replace(state, threshold=threshold))
         return out
 
-    def _previous_series(self, forecast: Forecast) -> dict[tuple[tuple[str, str], ...], SeriesState]:
-        """The series of the forecast being served, by label set."""
-        current = self._current.get(forecast.name)
-        return {series_key(s.labels): s for s in current.series} if current else {}
-
     def _guard_cardinality(self, forecast: Forecast, series: list[Series]) -> list[Series]:
         if len(series) <= forecast.max_series:
             return series
         ordered = sorted(series, key=lambda s: series_key(s.labels))
         extra = len(ordered) - forecast.max_series
-        self._metrics.skipped.labels(forecast.name, MAX_SERIES).inc(extra)
+        self._metrics.skipped.labels(forecast.name, SkipReason.MAX_SERIES).inc(extra)
         log.warning(
             "forecast %r: query %r returned %d series, over max_series=%d; skipping %d. "
             "Narrow the query (aggregate with sum by (...), or add label matchers) or raise max_series.",
@@ -258,23 +250,11 @@ class Trainer:
         )
         return ordered[: forecast.max_series]
 
-    def _skipped(self, forecast: Forecast, item: Series, reason: str, detail: str) -> None:
+    def _skipped(self, forecast: Forecast, labels: Labels, reason: SkipReason, detail: str) -> None:
         self._metrics.skipped.labels(forecast.name, reason).inc()
-        stage = _STAGE_OF_REASON.get(reason)
-        if stage:
-            self._metrics.errors.labels(forecast.name, stage).inc()
-        key = (forecast.name, series_key(item.labels), reason)
+        if reason.stage is not None:
+            self._metrics.errors.labels(forecast.name, reason.stage).inc()
+        key = (forecast.name, series_key(labels), str(reason))
         level = logging.DEBUG if key in self._reported else logging.WARNING
         self._reported.add(key)
-        log.log(
-            level,
-            "forecast %r: series %s skipped (%s): %s",
-            forecast.name,
-            format_labels(item.labels),
-            reason,
-            detail,
-        )
-
-
-def _threshold_of(state: SeriesState | None) -> float | None:
-    return state.threshold if state is not None else None
+        log.log(level, "forecast %r: series %s skipped (%s): %s", forecast.name, format_labels(labels), reason, detail)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from forecaster.local_prometheus import LocalPrometheus, free_port
+from devtools.local_prometheus import LocalPrometheus, free_port
 from tests.helpers import Service, write_config
 
 

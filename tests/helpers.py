@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import yaml
 
-from forecaster.remote_write import TimeSeries
-from forecaster.synthetic import Signal, grid
+from devtools.remote_write import TimeSeries
+from devtools.synthetic import Signal, grid
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -12,9 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from forecaster import config as config_module
 from forecaster.breach import first_crossing, match_threshold, seconds_until_breach
+from forecaster.config import BreachRule
 from forecaster.errors import ConfigError, QueryError
 from forecaster.exporter import Board, ForecastCollector, SelfMetrics
-from forecaster.model import Frame
+from forecaster.model.frame import Frame
+from forecaster.series import series_key
 from forecaster.state import ForecastState, SeriesState, StateStore
 from forecaster.trainer import Trainer
 
@@ -116,18 +118,11 @@ def test_match_threshold_refuses_ambiguity_and_nan_but_takes_a_label_free_thresh
 def test_breach_defaults_apply_and_bands_default_by_direction() -> None:
     config = _config()
     disk, sized = config.forecasts
-    assert disk.breach is not None and disk.breach.fixed_threshold == 0
-    assert (disk.breach.resolved_direction, disk.breach.resolved_band) == ("below", "yhat_lower")
-    assert sized.breach is not None and (sized.breach.resolved_direction, sized.breach.resolved_band) == (
-        "above",
-        "yhat_upper",
-    )
+    assert disk.breach == BreachRule(direction="below", band="yhat_lower", threshold=0)
+    assert sized.breach is not None and (sized.breach.direction, sized.breach.band) == ("above", "yhat_upper")
     query = _config(threshold_query="size_bytes * 0.9", direction="above", band="yhat").forecasts[1].breach
-    assert query is not None and (query.resolved_direction, query.resolved_band, query.fixed_threshold) == (
-        "above",
-        "yhat",
-        None,
-    )
+    assert query == BreachRule(direction="above", band="yhat", threshold=None, threshold_query="size_bytes * 0.9")
+    assert query.threshold_of(42.0) == 42.0 and disk.breach.threshold_of(42.0) == 0
 
 
 @pytest.mark.parametrize(
@@ -231,11 +226,11 @@ def test_trainer_reads_thresholds_at_fit_time_and_keeps_them_when_the_query_fail
     trainer = Trainer(source, StateStore(tmp_path), Board(config.forecasts), metrics)  # type: ignore[arg-type]
     fitted = [SeriesState({"instance": "a"}, _frame([1.0])), SeriesState({"instance": "c"}, _frame([1.0]))]
 
-    first = trainer._attach_thresholds(forecast, fitted, T0)
+    first = trainer._attach_thresholds(forecast, fitted, T0, previous={})
     assert source.calls == [("size_bytes", T0, "sized")]
     assert [s.threshold for s in first] == [10.0, None]
 
-    trainer.adopt(ForecastState("sized", forecast.query, T0, first))
-    kept = trainer._attach_thresholds(forecast, fitted, T0 + STEP)
+    served = {series_key(s.labels): s for s in first}
+    kept = trainer._attach_thresholds(forecast, fitted, T0 + STEP, previous=served)
     assert [s.threshold for s in kept] == [10.0, None]
     assert registry.get_sample_value("forecaster_errors_total", {"forecast": "sized", "stage": "query"}) == 1.0

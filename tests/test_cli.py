@@ -65,3 +65,13 @@ def test_rules_prints_the_shipped_recording_rules_for_the_compose_config(capsys,
     monkeypatch.chdir(REPO)
     assert main(["rules", "-c", "examples/compose-forecaster.yml"]) == 0
     assert capsys.readouterr().out == (REPO / "rules" / "forecast-actuals.yml").read_text()
+
+
+def test_backtest_plot_without_the_plot_extra_exits_2_naming_it_before_any_query(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "c.yml"
+    path.write_text("prometheus: {url: http://127.0.0.1:1, retries: 0}\nforecasts: [{name: a, query: up}]\n")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without the extra sees
+    assert main(["backtest", "-c", str(path), "--plot", str(tmp_path / "plots")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'forecaster[plot]'" in err and "matplotlib" in err
+    assert "query" not in err  # refused before Prometheus was asked anything

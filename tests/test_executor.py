@@ -9,9 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from forecaster.executor import FIT_TIMEOUT, FitTask, InlineExecutor, LocalExecutor, Stopped
-from forecaster.model import FIT_FAILED, TOO_FEW_POINTS, FitSpec
-from forecaster.synthetic import Signal, grid
+from devtools.synthetic import Signal, grid
+from forecaster.errors import SkipReason, Stopped
+from forecaster.executor import FitTask, InlineExecutor, LocalExecutor
+from forecaster.model.options import FitSpec
 
 SPEC = FitSpec(step=300, horizon=3600, interval_width=0.8, min_points=20)
 FIT_TIME = 1_800_000_000.0
@@ -58,13 +59,13 @@ def test_inline_and_process_pool_agree_and_report_skips(pool):
         assert pooled[index].result is not None
         np.testing.assert_array_equal(pooled[index].result.frame.yhat, inline[index].result.frame.yhat)
     assert pooled[0].result.frame.yhat[0] == 7.0
-    assert pooled[2].result is None and pooled[2].reason == TOO_FEW_POINTS
+    assert pooled[2].result is None and pooled[2].reason == SkipReason.TOO_FEW_POINTS
 
 
 def test_a_crashing_worker_costs_only_its_series(pool):
     tasks = [_constant(0, 1.0), _constant(1, 2.0, warm=_KillsWorker()), _constant(2, 3.0), _constant(3, 4.0)]
     outcomes = {o.index: o for o in pool.run(tasks, threading.Event())}
-    assert outcomes[1].result is None and outcomes[1].reason == FIT_FAILED
+    assert outcomes[1].result is None and outcomes[1].reason == SkipReason.FIT_FAILED
     assert "died" in outcomes[1].detail
     assert [outcomes[i].result.frame.yhat[0] for i in (0, 2, 3)] == [1.0, 3.0, 4.0]
     again = list(pool.run([_constant(0, 5.0)], threading.Event()))
@@ -76,7 +77,7 @@ def test_a_hanging_fit_is_killed_at_the_timeout(pool):
     started = time.monotonic()
     outcomes = {o.index: o for o in pool.run(tasks, threading.Event())}
     assert time.monotonic() - started < 30
-    assert outcomes[0].reason == FIT_TIMEOUT and "fit_timeout" in outcomes[0].detail
+    assert outcomes[0].reason == SkipReason.FIT_TIMEOUT and "fit_timeout" in outcomes[0].detail
     assert outcomes[1].result is not None and outcomes[2].result is not None
 
 

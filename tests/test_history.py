@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 from forecaster import config as config_module
 from forecaster.exporter import Board, SelfMetrics
 from forecaster.history import History, HistoryCache, merge, plan
-from forecaster.prometheus import Series, plan_chunks, series_key
+from forecaster.prometheus import plan_chunks
+from forecaster.series import Series, series_key
 from forecaster.state import StateStore
 from forecaster.trainer import Trainer
 
@@ -132,7 +133,7 @@ def _history() -> History:
 def test_save_and_load_round_trip(tmp_path):
     cache = HistoryCache(tmp_path)
     cache.save("reqs", _history())
-    loaded = cache.load("reqs", "sum by (job) (up)", STEP)
+    loaded = HistoryCache(tmp_path).load("reqs", "sum by (job) (up)", STEP)  # as a restarted service reads it
     assert loaded is not None
     assert (loaded.query, loaded.step, loaded.start, loaded.end) == ("sum by (job) (up)", STEP, T0 - 600, T0)
     assert _as_dict(loaded.series) == _as_dict(_history().series)
@@ -164,12 +165,21 @@ def test_an_unusable_cache_is_set_aside_and_logged(tmp_path, caplog, content):
     assert "reqs" in caplog.text and "moved it to" in caplog.text
 
 
+def test_the_file_is_read_once_and_what_was_saved_is_kept_in_memory(tmp_path):
+    cache = HistoryCache(tmp_path)
+    cache.save("reqs", _history())
+    cache.path("reqs").unlink()
+    kept = cache.load("reqs", "sum by (job) (up)", STEP)
+    assert kept is not None and _as_dict(kept.series) == _as_dict(_history().series)
+    assert HistoryCache(tmp_path).load("reqs", "sum by (job) (up)", STEP) is None
+
+
 def test_a_truncated_cache_is_set_aside(tmp_path):
     cache = HistoryCache(tmp_path)
     cache.save("reqs", _history())
     whole = cache.path("reqs").read_bytes()
     cache.path("reqs").write_bytes(whole[: len(whole) // 2])
-    assert cache.load("reqs", "sum by (job) (up)", STEP) is None
+    assert HistoryCache(tmp_path).load("reqs", "sum by (job) (up)", STEP) is None
     assert list((tmp_path / "history").glob("reqs.npz.bad-*"))
 
 

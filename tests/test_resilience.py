@@ -11,10 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from forecaster import config as config_module
-from forecaster.errors import BadQueryError, QueryError
+from forecaster.errors import BadQueryError, QueryError, SeriesSkipped, SkipReason
 from forecaster.exporter import Board, SelfMetrics
-from forecaster.model import TOO_FEW_POINTS, FitSpec, Skip, clean, fit_predict
-from forecaster.prometheus import Series
+from forecaster.model.fit import fit_predict
+from forecaster.model.options import FitSpec
+from forecaster.series import Series, clean
 from forecaster.server import MetricsServer
 from forecaster.state import StateStore
 from forecaster.trainer import Trainer
@@ -35,9 +36,9 @@ def test_too_few_usable_points_is_a_skip_with_its_reason():
     ts = T0 + 300 * np.arange(25, dtype=np.float64)
     ys = np.full(25, np.nan)
     ys[:3] = [1.0, 2.0, 3.0]
-    with pytest.raises(Skip) as caught:
+    with pytest.raises(SeriesSkipped) as caught:
         fit_predict(ts, ys, T0 + 7500, spec)
-    assert caught.value.reason == TOO_FEW_POINTS and "3 usable points" in str(caught.value)
+    assert caught.value.reason == SkipReason.TOO_FEW_POINTS and "3 usable points" in str(caught.value)
 
 
 def test_a_constant_series_gets_a_flat_finite_forecast():

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import yaml
 
+from devtools.local_prometheus import find_binary, free_port
 from forecaster import config as config_module
-from forecaster.local_prometheus import find_binary, free_port
 from forecaster.recording_rules import RECORD, render
 from tests.helpers import REPO, wait_for
 from tests.shipped import (
@@ -98,7 +98,7 @@ def test_compose_forecaster_config_is_valid_and_predicts_breaches() -> None:
     by_name = {f.name: f for f in config.forecasts}
     assert by_name["sample_app_requests"].breach is not None
     filesystem = by_name["filesystem_free"].breach
-    assert filesystem is not None and filesystem.threshold_query and filesystem.resolved_direction == "below"
+    assert filesystem is not None and filesystem.threshold_query and filesystem.direction == "below"
 
 
 # --- Grafana ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from forecaster import state as state_module
-from forecaster.model import Frame
+from forecaster.model.frame import Frame
 from forecaster.state import ForecastState, SeriesState, StateStore, atomic_write
 
 QUERY = "sum by (job) (rate(x[5m]))"
@@ -121,7 +121,7 @@ def test_a_truncated_write_from_a_crash_is_set_aside_and_temporaries_removed(tmp
 
 def test_load_state_serves_stored_forecasts_before_any_query(tmp_path):
     from forecaster import config as config_module
-    from forecaster.cli import _Service
+    from forecaster.service import Service
 
     cfg = config_module.parse(
         {
@@ -134,7 +134,7 @@ def test_load_state_serves_stored_forecasts_before_any_query(tmp_path):
     )
     now = time.time()
     StateStore(tmp_path).save(_state(fit_time=now - 60))
-    service = _Service(cfg)
+    service = Service(cfg)
     try:
         assert service.load_state() == 1
         value = service.registry.get_sample_value("forecast_yhat", {"forecast": "reqs", "horizon": "0s", "job": "api"})

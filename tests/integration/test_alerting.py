@@ -35,11 +35,11 @@ import numpy as np
 import pytest
 import yaml
 
+from devtools.local_prometheus import LocalPrometheus, find_binary, free_port
+from devtools.remote_write import TimeSeries, push
+from devtools.synthetic import DAY
 from forecaster import config as config_module
-from forecaster.local_prometheus import LocalPrometheus, find_binary, free_port
 from forecaster.recording_rules import actual_rules
-from forecaster.remote_write import TimeSeries, push
-from forecaster.synthetic import DAY
 from tests.helpers import REPO, Service, wait_for, write_config
 from tests.shipped import (
     SHIPPED_ALERTS,

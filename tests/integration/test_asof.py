@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forecaster.local_prometheus import LocalPrometheus
-from forecaster.remote_write import TimeSeries, push
-from forecaster.synthetic import DAY, Signal, grid
+from devtools.local_prometheus import LocalPrometheus
+from devtools.remote_write import TimeSeries, push
+from devtools.synthetic import DAY, Signal, grid
 from tests.helpers import write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

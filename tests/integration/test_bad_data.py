@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forecaster.local_prometheus import LocalPrometheus
-from forecaster.remote_write import TimeSeries, push
-from forecaster.synthetic import Signal, grid
+from devtools.local_prometheus import LocalPrometheus
+from devtools.remote_write import TimeSeries, push
+from devtools.synthetic import Signal, grid
 from tests.helpers import wait_for
 from tests.integration.scrape import scrape, served, value
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from devtools.local_prometheus import LocalPrometheus
+from devtools.remote_write import push
+from devtools.synthetic import Signal
 from forecaster.history import HistoryCache
-from forecaster.local_prometheus import LocalPrometheus
-from forecaster.remote_write import push
 from forecaster.state import StateStore
-from forecaster.synthetic import Signal
 from tests.helpers import Service, history, wait_for
 from tests.integration.scrape import scrape, served, value
 

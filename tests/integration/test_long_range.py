@@ -12,13 +12,13 @@ import httpx
 import numpy as np
 import pytest
 
+from devtools.local_prometheus import LocalPrometheus
+from devtools.remote_write import push
+from devtools.synthetic import Signal
 from forecaster.config import PrometheusConfig
 from forecaster.errors import BadQueryError
 from forecaster.history import merge, plan
-from forecaster.local_prometheus import LocalPrometheus
 from forecaster.prometheus import PrometheusSource, build_http_client
-from forecaster.remote_write import push
-from forecaster.synthetic import Signal
 from tests.helpers import history
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

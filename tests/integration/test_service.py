@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from forecaster.local_prometheus import LocalPrometheus
-from forecaster.remote_write import push
-from forecaster.synthetic import Signal
+from devtools.local_prometheus import LocalPrometheus
+from devtools.remote_write import push
+from devtools.synthetic import Signal
 from tests.helpers import history, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

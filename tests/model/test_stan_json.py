@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from forecaster import stan_json
+from forecaster.model import stan_json
 
 
 def _write(tmp_path, data):

@@ -22,9 +22,9 @@ from types import FrameType
 import numpy as np
 import yaml
 
-from forecaster.local_prometheus import LocalPrometheus, free_port
-from forecaster.remote_write import TimeSeries, push
-from forecaster.synthetic import DAY, Signal, grid
+from devtools.local_prometheus import LocalPrometheus, free_port
+from devtools.remote_write import TimeSeries, push
+from devtools.synthetic import DAY, Signal, grid
 
 HISTORY_DAYS = 21
 STEP = 60.0
@@ -105,7 +105,7 @@ def _live(series: dict[Key, Signal], now: float, rng: np.random.Generator) -> li
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m forecaster.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--state-dir", default="demo-state", type=Path)
     parser.add_argument("--prometheus-port", type=int, default=9090)
     args = parser.parse_args(argv)
@@ -157,14 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _rule_files(state_dir: Path) -> list[str]:
-    """The shipped alert rules (in a source checkout) and the demo's forecast:actual recording rules."""
+    """The shipped alert rules and the demo's forecast:actual recording rules."""
     from forecaster.config import parse
     from forecaster.recording_rules import render
 
     actuals = state_dir / "forecast-actuals.yml"
     actuals.write_text(render(parse(_config("http://127.0.0.1:9090", state_dir / "state")), "the demo config"))
     shipped = Path(__file__).resolve().parent.parent / "rules" / "forecaster-alerts.yml"
-    return [str(actuals), *([str(shipped)] if shipped.is_file() else [])]
+    return [str(actuals), str(shipped)]
 
 
 def _port_free(port: int) -> bool:

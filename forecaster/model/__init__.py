@@ -1,0 +1,23 @@
+"""One Prophet model per series: from a history to a forecast frame with a calibrated band.
+
+    options.py      ModelOptions (config key ``model``) and FitSpec: what a fit is asked to do
+    frame.py        Frame: the forecast served, stored and scored; the frame's times
+    cleaning.py     the step grid, the log transform, clipped spikes, safe bounds
+    seasonality.py  which seasonalities a series gets (weekly only when it repeats), Prophet's options
+    prophet.py      driving Prophet: the fit (warm-started), its curves read back
+    stan_json.py    a faster writer for the JSON files cmdstanpy hands to Stan
+    trend.py        how the trend continues past the history, and how it was known at each past point
+    correction.py   the residual carried forward, the recent level as a competitor, per lead time
+    band.py         the band's quantiles from past errors, checked by replaying them on the history
+    fit.py          fit_predict: the stages above in order, for one series
+
+The defaults make a forecast with only ``name`` and ``query`` worth looking
+at: spikes are clipped, heavy tails are fitted in log space, seasonalities
+are chosen from the history, the trend is held flat unless it has kept one
+slope all along, where the series is now is carried forward where that would
+have helped, and the band is the quantiles of the errors this predictor would
+have made from each past point with only what was known there.
+
+This package imports nothing at import time; ``options`` needs no numeric
+code, so the config layer can validate ``model:`` without loading numpy.
+"""

@@ -1,0 +1,139 @@
+"""Preparing a history for the fit: the step grid, the transform, clipped spikes, safe bounds.
+
+Decides what the fit sees and what the forecast may say:
+
+- the history is put on the ``step`` grid, so every later stage can count in steps;
+- a positive, heavy-tailed series is fitted in log space (forecasts are then
+  medians, which is what MAE rewards);
+- spikes far outside a rolling median/MAD band are clipped before fitting,
+  so they bend neither trend nor seasonality, but the raw values are kept
+  too: spikes will happen again, and the band should say how often;
+- a series that was never negative is never forecast negative, and a percent
+  or ratio series stays within 0–100 or 0–1.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecaster.model.options import FitSpec
+
+_PERCENT_HINT = re.compile(r"percent|pct|utili[sz]ation", re.IGNORECASE)
+_RATIO_HINT = re.compile(r"ratio|fraction", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A history ready to fit, on its step grid and in the space the fit works in."""
+
+    grid: np.ndarray  # step-spaced times from the first to the last sample
+    y: np.ndarray  # transformed, outliers clipped; NaN where no sample
+    raw: np.ndarray  # transformed, outliers as they were
+    transform: str
+    offset: float  # log(y + offset)
+    clipped: int
+
+    def untransform(self, y: np.ndarray) -> np.ndarray:
+        """Values of the fit's space back in the series' own units."""
+        if self.transform == "log" and self.offset > 0:
+            # expm1 keeps a forecast of exactly the offset (a zero in the data) at exactly zero.
+            return np.asarray(self.offset * np.expm1(y - np.log(self.offset)))
+        if self.transform == "log":
+            return np.asarray(np.exp(y))
+        return y
+
+
+def to_grid(ts: np.ndarray, ys: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Samples on a step grid anchored at the last sample; NaN where there is none, the latest sample wins."""
+    index = np.round((ts - ts[-1]) / step).astype(np.int64)
+    index -= index[0]
+    grid = ts[-1] - step * (index[-1] - np.arange(index[-1] + 1, dtype=np.float64))
+    out = np.full(len(grid), np.nan)
+    out[index] = ys
+    return grid, out
+
+
+def _skew(y: np.ndarray) -> float:
+    sd = float(np.std(y))
+    return 0.0 if sd == 0 else float(np.mean((y - np.mean(y)) ** 3) / sd**3)
+
+
+def choose_transform(ys: np.ndarray, option: str) -> tuple[str, float]:
+    """``log`` for a non-negative series whose log is much less skewed than itself; else ``none``.
+
+    The offset keeps zeros finite: a hundredth of the median of the positive values.
+    """
+    if option == "none" or ys.min() < 0:
+        return "none", 0.0
+    positive = ys[ys > 0]
+    if len(positive) == 0:
+        return "none", 0.0
+    offset = 0.0 if ys.min() > 0 else 0.01 * float(np.median(positive))
+    if option == "log":
+        return "log", offset
+    raw = _skew(ys)
+    logged = _skew(np.log(ys + offset))
+    if raw > 2.0 and abs(logged) < raw / 2:
+        return "log", offset
+    return "none", 0.0
+
+
+def clip_outliers(y: np.ndarray, step: float, threshold: float) -> tuple[np.ndarray, int]:
+    """Clip points farther than ``threshold`` robust SDs from a centred rolling median.
+
+    The window is six hours (at least 11 points), wide enough that a burst of
+    several spiky samples does not become its own median. A local MAD of zero
+    (flat stretches) falls back to a tenth of the series' global MAD.
+
+    The latest points are judged against the past alone, where a spike and the
+    start of a new level look the same; the run of outlying points that
+    reaches the end of the history is therefore kept as it is.
+    """
+    import pandas as pd
+
+    window = max(11, round(6 * 3600 / step) | 1)
+    series = pd.Series(y)
+    median = series.rolling(window, center=True, min_periods=3).median()
+    mad = (series - median).abs().rolling(window, center=True, min_periods=3).median()
+    global_mad = float(np.nanmedian(np.abs(y - np.nanmedian(y))))
+    scale = 1.4826 * np.maximum(mad.to_numpy(), 0.1 * global_mad)
+    centre = median.to_numpy()
+    low, high = centre - threshold * scale, centre + threshold * scale
+    valid = np.isfinite(y) & np.isfinite(centre) & (scale > 0)
+    outside = valid & ((y < low) | (y > high))
+    for index in np.flatnonzero(np.isfinite(y))[::-1]:
+        if not outside[index]:
+            break
+        outside[index] = False
+    out = y.copy()
+    out[outside] = np.clip(y[outside], low[outside], high[outside])
+    return out, int(outside.sum())
+
+
+def prepare(ts: np.ndarray, ys: np.ndarray, spec: FitSpec) -> Prepared:
+    grid, y = to_grid(ts, ys, spec.step)
+    transform, offset = choose_transform(ys, spec.model.transform)
+    if transform == "log":
+        y = np.log(y + offset)
+    raw, clipped = y, 0
+    if spec.model.outliers is not None:
+        y, clipped = clip_outliers(y, spec.step, spec.model.outliers)
+    return Prepared(grid, y, raw, transform, offset, clipped)
+
+
+def bounds(ys: np.ndarray, spec: FitSpec) -> tuple[float | None, float | None]:
+    """Clip bounds: configured ones, else (``bounds: auto``) what the data and the name make safe."""
+    lower, upper = spec.model.lower, spec.model.upper
+    if spec.model.bounds != "auto":
+        return lower, upper
+    if lower is None and ys.min() >= 0:
+        lower = 0.0
+    if upper is None and ys.min() >= 0:
+        if ys.max() <= 1 and _RATIO_HINT.search(spec.hint):
+            upper = 1.0
+        elif ys.max() <= 100 and _PERCENT_HINT.search(spec.hint):
+            upper = 100.0
+    return lower, upper

@@ -1,0 +1,184 @@
+"""Where the series is now: the residual carried into the forecast, and the recent level as a competitor.
+
+Prophet has no memory of where the series is right now. Three decisions,
+each scored on the history exactly as the band is (errors of forecasts made
+from each past point with only what was known there):
+
+- the median residual over a trailing window is carried into the forecast,
+  whole or not at all, at the lead times where carrying it would have erred
+  less (after a level shift, say); a fractional gain fitted on the history
+  looks better there than it does in the forecast;
+- a shift beyond any the history showed is carried forward whole
+  (``new_level``), since the history cannot say when it ends;
+- simple competitors (the recent level of the series, with or without its
+  seasonality) take over at the lead times where they would have erred less
+  than Prophet plus correction.
+
+``lead_errors`` makes all three choices per lead time and returns, with them,
+the band's offsets around the chosen forecast (see ``model.band``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from forecaster.model.band import quantiles
+from forecaster.model.seasonality import DAY
+
+
+@dataclass(frozen=True)
+class Competitor:
+    """A simple forecast: the recent level of ``clipped`` (its median over ``level_steps``), plus ``ahead``.
+
+    ``raw`` is the same series with its outliers as they were: the errors
+    behind the band come from it, since spikes will happen again. ``ahead``
+    is added to the level at each frame time (the seasonality that was taken
+    out of the series, added back), or 0.
+    """
+
+    clipped: np.ndarray
+    raw: np.ndarray
+    ahead: np.ndarray | float = 0.0
+
+
+@dataclass(frozen=True)
+class PastErrors:
+    """What the history says about forecasts made from each of its points.
+
+    ``residuals`` are measured from a trend known at each point (see
+    ``model.trend.trailing_line``), and ``surprise(k)`` says how far that
+    trend moved from its extrapolation k steps later (see
+    ``model.trend.trend_surprise``): together, the errors of a forecast made at
+    each past point. ``outcomes`` are the same residuals of the data before
+    outliers were clipped (None: ``residuals``). ``windows`` are the trailing
+    windows (in steps) whose median residual may be carried; ``correct``
+    turns carrying off. A carried correction is returned plus
+    ``line_offset``, the residuals' reference minus the forecast's at the
+    origin.
+    """
+
+    residuals: np.ndarray
+    windows: list[int]
+    correct: bool
+    outcomes: np.ndarray | None = None
+    surprise: Callable[[int], np.ndarray] | None = None
+    competitors: list[Competitor] = field(default_factory=list)
+    level_steps: int = 3
+    line_offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class LeadPlan:
+    """Per frame lead: the correction to add, the band's offsets, and each competitor's share of the forecast."""
+
+    correction: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    shares: np.ndarray  # (competitors, leads): 0 or 1 at the probed leads, interpolated between them
+
+
+def anchor_windows(step: float, points: int) -> list[int]:
+    """Trailing windows (in steps) whose median residual may carry into the forecast: three points to a day.
+
+    Never a single point on sub-hourly data, where the last sample may be a spike.
+    """
+    sizes = {3} | {max(1, round(seconds / step)) for seconds in (3600.0, 6 * 3600.0, DAY)}
+    return sorted(size for size in sizes if size <= max(1, points // 4))
+
+
+def level_window(step: float, points: int) -> int:
+    """The trailing window (in steps) whose median is the series' current level: an hour, at least three points."""
+    return max(1, min(max(3, round(3600.0 / step)), points // 4))
+
+
+def new_level(residuals: np.ndarray, window: int) -> float | None:
+    """The latest median residual when it lies beyond every earlier one: a level the history never showed.
+
+    Gains fitted on the history cannot know how long such a shift lasts, so
+    it is carried forward whole, as a step change in a level is.
+    """
+    anchor = trailing_median(residuals, window)
+    latest, before = anchor[-1], anchor[: len(anchor) - window]
+    before = before[np.isfinite(before)]
+    if not np.isfinite(latest) or len(before) == 0 or abs(latest) <= float(np.max(np.abs(before))):
+        return None
+    return float(latest)
+
+
+def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Median of the finite values among the last ``window`` at each index; NaN when there are none."""
+    import pandas as pd
+
+    return np.asarray(pd.Series(values).rolling(window, min_periods=1).median().to_numpy(dtype=np.float64))
+
+
+def lead_errors(past: PastErrors, leads: np.ndarray, width: float) -> LeadPlan:
+    """For each lead (in steps): the correction to carry, the band around the forecast, the competitors' shares.
+
+    For each lead the correction is the window (or none) with the smallest
+    error in the history; each competitor then competes with Prophet plus
+    that correction and wins where it would have erred less. The band is the
+    empirical quantiles of the winner's own errors at that lead (see
+    ``model.band.quantiles``). Computed at up to 40 log-spaced leads and
+    interpolated between them.
+    """
+    residuals = past.residuals
+    unique = np.unique(leads)
+    probe = np.unique(np.round(np.geomspace(unique[0], unique[-1], min(len(unique), 40))).astype(np.int64))
+    n = len(residuals)
+    raw = residuals if past.outcomes is None else past.outcomes
+    anchors = {m: trailing_median(residuals, m) for m in past.windows}
+    competitors = past.competitors
+    levels = [trailing_median(c.clipped, past.level_steps) for c in competitors]
+    shares = np.zeros((len(competitors), len(probe)))
+    corrections = np.zeros(len(probe))
+    lows = np.zeros(len(probe))
+    highs = np.zeros(len(probe))
+    alpha = (1 - width) / 2
+    for i, k in enumerate(probe):
+        drift = past.surprise(int(k)) if past.surprise is not None and k < n - 10 else 0.0
+        later_all, outcome_all = residuals[k:] + drift, raw[k:] + drift
+        known = np.isfinite(later_all)
+        if k >= n - 10 or known.sum() <= 10:
+            # Too few errors at this lead (a short or gappy history): the spread of all residuals is the best guess.
+            lows[i], highs[i] = quantiles(raw[np.isfinite(raw)], alpha, int(k))
+            continue
+        best_score, best_anchor = float(np.mean(np.abs(later_all[known]))), None
+        for anchor in anchors.values() if past.correct else ():
+            now = anchor[: n - k]
+            pair = np.isfinite(now) & known
+            if pair.sum() <= 10:
+                continue
+            score = float(np.mean(np.abs(later_all[pair] - now[pair])))
+            if score < best_score:
+                best_score, best_anchor = score, anchor
+        chosen = None
+        for j, (competitor, level) in enumerate(zip(competitors, levels, strict=True)):
+            persistence = competitor.clipped[k:] - level[: n - k]
+            usable = np.isfinite(persistence)
+            score = float(np.mean(np.abs(persistence[usable]))) if usable.sum() > 10 else np.inf
+            if score < best_score:
+                best_score, chosen = score, j
+        if chosen is not None:
+            shares[chosen, i] = 1.0
+            errors = competitors[chosen].raw[k:] - levels[chosen][: n - k]
+            lows[i], highs[i] = quantiles(errors[np.isfinite(errors)], alpha, int(k))
+            continue
+        if best_anchor is None:
+            errors = outcome_all[np.isfinite(outcome_all)]
+        else:
+            now = best_anchor[: n - k]
+            pair = np.isfinite(now) & np.isfinite(outcome_all)
+            errors = outcome_all[pair] - now[pair]
+            latest = best_anchor[np.isfinite(best_anchor)]
+            corrections[i] = float(latest[-1]) + past.line_offset if len(latest) else 0.0
+        lows[i], highs[i] = quantiles(errors, alpha, int(k))
+    return LeadPlan(
+        np.interp(leads, probe, corrections),
+        np.interp(leads, probe, lows),
+        np.interp(leads, probe, highs),
+        np.array([np.interp(leads, probe, share) for share in shares]).reshape(len(shares), len(leads)),
+    )

@@ -1,0 +1,146 @@
+"""One series, end to end: clean, fit Prophet, shape the forecast, put the band on it.
+
+Decides the order of the stages and nothing else; each stage's own choices
+live in its module (``cleaning``, ``seasonality``, ``prophet``, ``trend``,
+``correction``, ``band``). Everything is a plain function of arrays, so it
+runs the same in the service, in ``forecaster forecast``, in the backtest and
+in a worker process. A series that cannot be forecast raises
+``SeriesSkipped`` with its reason; the callers turn it into a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from forecaster.errors import SeriesSkipped, SkipReason
+from forecaster.model import prophet
+from forecaster.model.cleaning import Prepared, bounds, prepare
+from forecaster.model.correction import (
+    Competitor,
+    PastErrors,
+    anchor_windows,
+    lead_errors,
+    level_window,
+    new_level,
+)
+from forecaster.model.frame import Frame, frame_times
+from forecaster.model.options import FitSpec
+from forecaster.model.seasonality import prophet_options
+from forecaster.model.trend import LINE_SHARE, choose_trend, damp, trailing_line, trend_surprise
+from forecaster.series import finite
+
+
+@dataclass
+class FitResult:
+    frame: Frame
+    params: dict[str, Any]
+    points: int
+    # What the defaults decided for this series, for logs and the backtest.
+    choices: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_predict(
+    timestamps: np.ndarray,
+    values: np.ndarray,
+    fit_time: float,
+    spec: FitSpec,
+    warm_start: dict[str, Any] | None = None,
+) -> FitResult:
+    """Fit one series and predict its frame; raise SeriesSkipped when it cannot be fitted.
+
+    ``timestamps`` must be strictly increasing (a ``Series`` is: see
+    ``forecaster.series``); NaN and ±Inf values are dropped here.
+    """
+    ts, ys = finite(timestamps, values)
+    if len(ts) > 1 and not (np.diff(ts) > 0).all():
+        raise ValueError("timestamps must be strictly increasing; put raw arrays through forecaster.series.clean")
+    if len(ts) < spec.min_points:
+        raise SeriesSkipped(SkipReason.TOO_FEW_POINTS, f"{len(ts)} usable points, min_points is {spec.min_points}")
+    ds = frame_times(fit_time, spec.step, spec.horizon)
+    if np.ptp(ys) == 0:
+        # Prophet on a constant series is all noise in the band; the honest forecast is the constant.
+        flat = np.full(len(ds), ys[0])
+        return FitResult(Frame(ds, flat, flat.copy(), flat.copy()), {}, len(ts))
+    prepared = prepare(ts, ys, spec)
+    options = prophet_options(prepared, spec)
+    # Stan, cmdstanpy and pandas raise many types; a failing series must not stop the batch.
+    try:
+        model = prophet.fit(prepared, spec.interval_width, options, warm_start)
+    except Exception as exc:
+        raise SeriesSkipped(SkipReason.FIT_FAILED, f"Prophet could not fit: {exc.__class__.__name__}: {exc}") from exc
+    try:
+        if spec.model.band == "prophet":
+            yhat, lower, upper = prophet.simulated_band(model, ds)
+        else:
+            yhat, lower, upper = _residual_band(model, prepared, ds, spec)
+    except Exception as exc:
+        raise SeriesSkipped(
+            SkipReason.PREDICT_FAILED, f"Prophet could not predict: {exc.__class__.__name__}: {exc}"
+        ) from exc
+    yhat, lower, upper = (prepared.untransform(a) for a in (yhat, lower, upper))
+    low_bound, high_bound = bounds(ys, spec)
+    if low_bound is not None or high_bound is not None:
+        yhat, lower, upper = (np.clip(a, low_bound, high_bound) for a in (yhat, lower, upper))
+    lower, upper = np.minimum(lower, yhat), np.maximum(upper, yhat)
+    if not (np.isfinite(yhat).all() and np.isfinite(lower).all() and np.isfinite(upper).all()):
+        raise SeriesSkipped(SkipReason.PREDICT_FAILED, "the prediction contains NaN or Inf")
+    choices = {
+        "transform": prepared.transform,
+        "clipped": prepared.clipped,
+        "daily": options["daily_seasonality"],
+        "weekly": options["weekly_seasonality"],
+    }
+    return FitResult(Frame(ds, yhat, lower, upper), prophet.warm_params(model), len(ts), choices)
+
+
+def _residual_band(
+    model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prophet's curves, the trend extrapolated as chosen, the correction and the band from past errors."""
+    grid, y = prepared.grid, prepared.y
+    options = spec.model
+    origin = float(grid[-1])
+    span = float(grid[-1] - grid[0])
+    trend, rest = prophet.components(model, np.concatenate((grid, ds)))
+    n = len(grid)
+    leads = np.maximum(np.round((ds - origin) / spec.step).astype(np.int64), 1)
+    mode = choose_trend(trend[:n], spec.step, span, options)
+    future_trend = damp(trend[n:], ds, origin, float(trend[n - 1]), span, mode, options.trend_damping)
+    # The errors are those of forecasts made at each past point from what was known then (see ``trailing_line``).
+    level, slope = trailing_line(y - rest[:n], max(round(LINE_SHARE * n), 12))
+    if np.isfinite(y - level).sum() < np.isfinite(y).sum() / 2:
+        # Too gappy for a line at most points: the trend fitted in hindsight is all there is.
+        level, slope = trend[:n], np.concatenate(([0.0], np.diff(trend[:n])))
+    windows = anchor_windows(spec.step, n) if options.residual_correction else [1]
+    window = level_window(spec.step, n)
+    # The simple competitors: the recent level as it is, and with Prophet's seasonality taken out and added back.
+    competitors = []
+    if options.residual_correction:
+        competitors = [Competitor(y, prepared.raw), Competitor(y - rest[:n], prepared.raw - rest[:n], rest[n:])]
+    past = PastErrors(
+        residuals=y - rest[:n] - level,
+        windows=windows,
+        correct=options.residual_correction,
+        outcomes=prepared.raw - rest[:n] - level,
+        surprise=trend_surprise(level, slope, spec.step, span, mode, options.trend_damping),
+        competitors=competitors,
+        level_steps=window,
+        # A correction is measured from the line, so it is carried from the line's end rather than the trend's.
+        line_offset=float(level[-1] - trend[n - 1]) if np.isfinite(level[-1]) else 0.0,
+    )
+    plan = lead_errors(past, leads, spec.interval_width)
+    correction, shares = plan.correction, plan.shares
+    if options.residual_correction:
+        # Against the fitted trend: a shift is new when the fit, knowing all of the history, cannot place it.
+        shift = new_level(y - trend[:n] - rest[:n], min(windows))
+        if shift is not None:
+            correction, shares = np.full(len(ds), shift), np.zeros_like(shares)
+    yhat = (1 - shares.sum(axis=0)) * (future_trend + rest[n:] + correction)
+    for share, competitor in zip(shares, competitors, strict=True):
+        recent = competitor.clipped[-window:]
+        level_now = float(np.median(recent[np.isfinite(recent)])) if np.isfinite(recent).any() else 0.0
+        yhat = yhat + share * (level_now + competitor.ahead)
+    return yhat, yhat + plan.low, yhat + plan.high

@@ -1,0 +1,118 @@
+"""Which seasonalities a series gets, and Prophet's options around them.
+
+Decided from the history, never Prophet's ``auto``, so that warm starts see
+the same shapes every time: daily with two days of sub-daily samples, weekly
+with two weeks, yearly with two years. On sub-daily data weekly terms are
+kept only when they carry from one week to the next (``weekly_order``): with
+two to four weeks of history they otherwise memorise each day of the week,
+and a wandering level or a spell of weather becomes a "weekly pattern" that
+the next week does not repeat. A short history also gets a stiffer trend.
+Any ``prophet:`` option the user set wins over these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from forecaster.model.cleaning import Prepared
+from forecaster.model.options import FitSpec
+
+DAY = 86400.0
+WEEK = 7 * DAY
+YEAR = 365.25 * DAY
+
+# How much better (in held-out absolute error) more weekly terms must predict to be chosen (see ``weekly_order``).
+WEEKLY_MARGIN = 0.02
+
+
+def seasonalities(span: float, step: float) -> dict[str, bool | int]:
+    """Daily with two days of sub-daily data, weekly with two weeks, yearly with two years.
+
+    On sub-daily data the weekly terms go up to twice a day (order 14), so a
+    weekend's daily shape may differ from a weekday's.
+    """
+    # n samples cover n steps: a "2d" history is two days even though its first and last sample are 2d - step apart.
+    covered = span + step
+    weekly = covered >= 2 * WEEK
+    return {
+        "daily_seasonality": covered >= 2 * DAY and step < DAY,
+        "weekly_seasonality": 14 if weekly and step < DAY else weekly,
+        "yearly_seasonality": covered >= 2 * YEAR,
+    }
+
+
+def fourier(times: np.ndarray, period: float, order: int) -> np.ndarray:
+    """Prophet's seasonal features: sin and cos of the first ``order`` harmonics of ``period``."""
+    angle = (2 * np.pi / period) * times[:, None] * np.arange(1, order + 1)[None, :]
+    return np.hstack((np.sin(angle), np.cos(angle)))
+
+
+def weekly_order(grid: np.ndarray, y: np.ndarray, step: float) -> int:
+    """The weekly Fourier order (0, 3 or 14) that best predicts weeks the fit did not see.
+
+    With two to four weeks of history, Prophet's weekly terms can memorise
+    each day of the week: a wandering level or a spell of weather is then
+    fitted as a "weekly pattern" that the next week does not repeat, and the
+    in-sample errors behind the band look far better than the forecast will
+    be. So each whole week is left out in turn, daily terms alone or with
+    weekly ones are fitted by least squares on the other weeks, and the
+    order whose predictions of the left-out weeks err least wins; 0 when a
+    weekly pattern does not carry from one week to the next. A higher order
+    must err at least ``WEEKLY_MARGIN`` less: on a weekly wave, orders 3
+    and 14 predict left-out weeks within about 1% of each other, and the
+    extra terms then fit noise (next-day MAE 13% worse in
+    ``benchmarks/throughput.py``'s series). The series is
+    first detrended by its centred one-week moving average, which removes
+    the level's wander but keeps every weekly and daily shape.
+    """
+    import pandas as pd
+
+    week = round(WEEK / step)
+    detrended = y - pd.Series(y).rolling(week, center=True, min_periods=week // 2).mean().to_numpy()
+    known = np.isfinite(detrended)
+    features = np.hstack((np.ones((len(grid), 1)), fourier(grid, DAY, 4), fourier(grid, WEEK, 14)))[known]
+    target = detrended[known]
+    fold = np.floor((grid[-1] - grid[known]) / WEEK).astype(np.int64)
+    folds = np.unique(fold)
+    if len(folds) < 2:
+        return 14
+    blocks = [(features[fold == f], target[fold == f]) for f in folds]
+    # Normal equations per fold, so each left-out fit is a small solve rather than a pass over the data.
+    gram = [rows.T @ rows for rows, _ in blocks]
+    moment = [rows.T @ values for rows, values in blocks]
+    total_gram, total_moment = sum(gram), sum(moment)
+    daily_columns = 1 + 2 * 4
+    errors = {}
+    for order in (0, 3, 14):
+        # fourier() puts the sines first: order k keeps the sin and cos of harmonics 1..k.
+        columns = np.r_[
+            0:daily_columns, daily_columns : daily_columns + order, daily_columns + 14 : daily_columns + 14 + order
+        ]
+        absolute = 0.0
+        for (rows, values), left_out_gram, left_out_moment in zip(blocks, gram, moment, strict=True):
+            left_in = (total_gram - left_out_gram)[np.ix_(columns, columns)]
+            beta = np.linalg.lstsq(left_in, (total_moment - left_out_moment)[columns], rcond=None)[0]
+            absolute += float(np.abs(values - rows[:, columns] @ beta).sum())
+        errors[order] = absolute
+    # More terms must earn their place: within WEEKLY_MARGIN of the best, the fewest terms win.
+    best = min(errors.values())
+    return min(order for order, error in errors.items() if error <= best * (1 + WEEKLY_MARGIN))
+
+
+def prophet_options(prepared: Prepared, spec: FitSpec) -> dict[str, Any]:
+    """Prophet's constructor options: the data-driven defaults, then the user's own on top."""
+    span = float(prepared.grid[-1] - prepared.grid[0])
+    options: dict[str, Any] = {
+        **seasonalities(span, spec.step),
+        # A short history has few cycles to tell a trend from a wave; keep its trend stiff.
+        "changepoint_prior_scale": 0.05 if span >= 4 * WEEK else 0.01,
+        "changepoint_range": 0.9,
+    }
+    if options["weekly_seasonality"] == 14 and "weekly_seasonality" not in spec.prophet:
+        options["weekly_seasonality"] = weekly_order(prepared.grid, prepared.y, spec.step) or False
+    options.update(spec.prophet)
+    if spec.model.band == "residual":
+        options["uncertainty_samples"] = 0
+    return options

@@ -1,0 +1,51 @@
+"""Preparing a history: the step grid, the transform, clipped spikes, bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forecaster.model.cleaning import bounds, choose_transform, clip_outliers, to_grid
+from forecaster.model.options import FitSpec, ModelOptions
+from forecaster.model.seasonality import DAY
+
+STEP = 300.0
+
+
+def _spec(**model: object) -> FitSpec:
+    return FitSpec(step=STEP, horizon=DAY, interval_width=0.8, min_points=20, model=ModelOptions(**model))  # type: ignore[arg-type]
+
+
+def test_spikes_are_clipped_but_a_new_level_at_the_end_is_kept():
+    rng = np.random.default_rng(0)
+    y = 10 + rng.normal(0, 1, 600)
+    y[[100, 300, 301]] = 5000.0
+    y[-5:] = 60.0  # the start of a new level, or a burst: the past alone cannot tell
+    out, clipped = clip_outliers(y, STEP, 5.0)
+    assert clipped == 3
+    assert out[[100, 300, 301]].max() < 20
+    assert out[-5:].tolist() == [60.0] * 5
+
+
+def test_samples_go_on_the_step_grid_with_gaps_left_empty():
+    grid, y = to_grid(np.array([0.0, 300.0, 1200.0, 1490.0]), np.array([1.0, 2.0, 3.0, 4.0]), STEP)
+    assert grid.tolist() == [-10.0, 290.0, 590.0, 890.0, 1190.0, 1490.0]
+    assert np.isnan(y[2]) and np.isnan(y[3])
+    assert y[[0, 1, 4, 5]].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_log_only_for_positive_heavy_tailed_series():
+    rng = np.random.default_rng(1)
+    assert choose_transform(rng.lognormal(0, 1.5, 2000), "auto")[0] == "log"
+    assert choose_transform(100 + rng.normal(0, 1, 2000), "auto")[0] == "none"
+    assert choose_transform(rng.normal(0, 1, 2000), "log")[0] == "none"  # negative values cannot be logged
+    transform, offset = choose_transform(np.concatenate(([0.0], rng.lognormal(0, 1.5, 2000))), "auto")
+    assert transform == "log" and offset > 0
+
+
+def test_bounds_are_detected_conservatively_and_can_be_set():
+    percent = np.array([3.0, 50.0, 99.0])
+    assert bounds(percent, FitSpec(STEP, DAY, 0.8, 20, hint="node_cpu_utilization")) == (0.0, 100.0)
+    assert bounds(percent, FitSpec(STEP, DAY, 0.8, 20, hint="requests")) == (0.0, None)
+    assert bounds(np.array([-1.0, 1.0]), FitSpec(STEP, DAY, 0.8, 20, hint="ratio")) == (None, None)
+    assert bounds(percent, _spec(bounds="none")) == (None, None)
+    assert bounds(percent, _spec(lower=5.0)) == (5.0, None)

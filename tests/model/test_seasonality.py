@@ -1,0 +1,43 @@
+"""Which seasonalities a series gets: by span and resolution, weekly terms only when they repeat."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from devtools.synthetic import Signal
+from forecaster.model.seasonality import DAY, seasonalities, weekly_order
+
+STEP = 300.0
+
+
+def test_seasonalities_follow_span_and_resolution():
+    assert seasonalities(DAY, STEP) == {
+        "daily_seasonality": False,
+        "weekly_seasonality": False,
+        "yearly_seasonality": False,
+    }
+    assert seasonalities(3 * DAY, STEP)["daily_seasonality"] is True
+    assert seasonalities(15 * DAY, STEP)["weekly_seasonality"] == 14
+    daily_data = seasonalities(3 * 365 * DAY, DAY)
+    assert daily_data == {"daily_seasonality": False, "weekly_seasonality": True, "yearly_seasonality": True}
+
+
+def test_weekly_terms_only_for_a_weekly_pattern_that_repeats():
+    rng = np.random.default_rng(8)
+    t = np.arange(0, 21 * DAY, STEP)
+    weekday = (np.floor(t / DAY) % 7 < 5).astype(np.float64)
+    traffic = 500 + 200 * np.sin(2 * np.pi * t / DAY) * (0.6 + 0.4 * weekday) + rng.normal(0, 20, len(t))
+    assert weekly_order(t, traffic, STEP) > 0
+    # A wandering level with a daily cycle: any "weekly pattern" fitted to it is one that never comes back.
+    wander = 100 + np.cumsum(rng.normal(0, 0.5, len(t))) + 3 * np.sin(2 * np.pi * t / DAY)
+    assert weekly_order(t, wander, STEP) == 0
+
+
+def test_a_plain_weekly_wave_gets_the_fewer_weekly_terms():
+    t = np.arange(0, 14 * DAY, STEP)
+    # Order 14 predicts held-out weeks of a pure wave about as well as order 3, so its extra terms would fit noise.
+    picks = [
+        weekly_order(t, Signal(base=1000, daily=200, weekly=100, trend_per_day=2, noise=50).sample(t, seed), STEP)
+        for seed in range(4)
+    ]
+    assert picks == [3, 3, 3, 3]
