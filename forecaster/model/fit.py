@@ -73,14 +73,14 @@ def fit_predict(
         raise SeriesSkipped(SkipReason.FIT_FAILED, f"Prophet could not fit: {exc.__class__.__name__}: {exc}") from exc
     try:
         if spec.model.band == "prophet":
-            yhat, lower, upper = prophet.simulated_band(model, ds)
+            fitted = prophet.simulated_band(model, ds)
         else:
-            yhat, lower, upper = _residual_band(model, prepared, ds, spec)
+            fitted = _residual_band(model, prepared, ds, spec)
     except Exception as exc:
         raise SeriesSkipped(
             SkipReason.PREDICT_FAILED, f"Prophet could not predict: {exc.__class__.__name__}: {exc}"
         ) from exc
-    yhat, lower, upper = (prepared.untransform(a) for a in (yhat, lower, upper))
+    yhat, lower, upper = (prepared.untransform(a) for a in (fitted.yhat, fitted.yhat_lower, fitted.yhat_upper))
     low_bound, high_bound = bounds(ys, spec)
     if low_bound is not None or high_bound is not None:
         yhat, lower, upper = (np.clip(a, low_bound, high_bound) for a in (yhat, lower, upper))
@@ -96,10 +96,8 @@ def fit_predict(
     return FitResult(Frame(ds, yhat, lower, upper), prophet.warm_params(model), len(ts), choices)
 
 
-def _residual_band(
-    model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Prophet's curves, the trend extrapolated as chosen, the correction and the band from past errors."""
+def _residual_band(model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec) -> Frame:
+    """The frame in the fit's space: Prophet's curves, the trend as chosen, the correction, the band."""
     grid, y = prepared.grid, prepared.y
     options = spec.model
     origin = float(grid[-1])
@@ -143,4 +141,4 @@ def _residual_band(
         recent = competitor.clipped[-window:]
         level_now = float(np.median(recent[np.isfinite(recent)])) if np.isfinite(recent).any() else 0.0
         yhat = yhat + share * (level_now + competitor.ahead)
-    return yhat, yhat + plan.low, yhat + plan.high
+    return Frame(ds, yhat, yhat + plan.low, yhat + plan.high)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from forecaster.model.cleaning import Prepared
+from forecaster.model.frame import Frame
 
 _WARM_KEYS = ("k", "m", "sigma_obs", "delta", "beta")
 
@@ -88,12 +89,13 @@ def components(model: Any, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return trend, predicted["yhat"].to_numpy(dtype=np.float64) - trend
 
 
-def simulated_band(model: Any, ds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def simulated_band(model: Any, ds: np.ndarray) -> Frame:
     """``band: prophet``: Prophet's own forecast and its simulated band at ``ds``."""
     import pandas as pd
 
     predicted = model.predict(pd.DataFrame({"ds": pd.to_datetime(ds, unit="s")}))
     yhat = predicted["yhat"].to_numpy(dtype=np.float64)
     if "yhat_lower" not in predicted:
-        return yhat, yhat.copy(), yhat.copy()
-    return yhat, predicted["yhat_lower"].to_numpy(dtype=np.float64), predicted["yhat_upper"].to_numpy(np.float64)
+        return Frame(ds, yhat, yhat.copy(), yhat.copy())
+    lower = predicted["yhat_lower"].to_numpy(dtype=np.float64)
+    return Frame(ds, yhat, lower, predicted["yhat_upper"].to_numpy(dtype=np.float64))
