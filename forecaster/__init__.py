@@ -7,7 +7,9 @@ none does work at import time (tests/test_layout.py holds both to that):
     duration.py        Prometheus-style durations
     series.py          one series' labels and samples, put in order once; the SeriesSource protocol
     model/             one Prophet model per series (its own map is in model/__init__.py)
-    config.py          the YAML schema, every error with its path; Forecast, BreachRule
+    settings.py        one forecast's keys through defaults, resolved into a Forecast and its BreachRule
+    config.py          the config file: its sections, every error with its path, duplicate keys refused
+    answers.py         Prometheus' answers checked against the documented shapes; series identity
     prometheus.py      the HTTP source: chunked query_range, retries, errors naming forecast and query
     state.py           per-forecast state files, written atomically
     history.py         the history cache in state_dir: pull only what is new, read each file once

@@ -18,10 +18,10 @@ import numpy as np
 
 from forecaster import plot
 from forecaster.backtest import FitFunction, SeriesReport, choose_origins, evaluate_series
-from forecaster.config import Forecast
 from forecaster.errors import ConfigError, SeriesSkipped
 from forecaster.model.fit import fit_predict
 from forecaster.series import Series, SeriesSource, format_labels
+from forecaster.settings import Forecast
 from forecaster.state import ForecastState, SeriesState
 
 

@@ -26,12 +26,13 @@ from prometheus_client import disable_created_metrics
 from forecaster import asof, recording_rules
 from forecaster import config as config_module
 from forecaster.backtest import write_table
-from forecaster.config import Config, Forecast, parse_listen
+from forecaster.config import Config, parse_listen
 from forecaster.duration import Duration
 from forecaster.errors import ConfigError, ForecasterError, MissingExtra
-from forecaster.prometheus import PrometheusSource
+from forecaster.prometheus import PrometheusSource, build_http_client
 from forecaster.series import format_labels
 from forecaster.service import Service
+from forecaster.settings import Forecast
 from forecaster.state import ForecastState
 
 log = logging.getLogger("forecaster")
@@ -132,6 +133,11 @@ def _rules(config: Config, args: argparse.Namespace) -> int:
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:
+    try:
+        # Reads the secret and CA files the service would: one that cannot be used fails here, not at the first query.
+        build_http_client(config.prometheus).close()
+    except ForecasterError as exc:
+        raise ConfigError([f"{args.config}: {exc}"]) from None
     names = ", ".join(f.name for f in config.forecasts)
     print(f"{args.config}: valid, {len(config.forecasts)} forecast(s): {names}")
     return EXIT_OK

@@ -27,9 +27,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
 from forecaster.breach import seconds_until_breach
-from forecaster.config import BreachRule, Forecast
 from forecaster.errors import SkipReason, Stage
 from forecaster.series import Labels
+from forecaster.settings import BreachRule, Forecast
 from forecaster.skill import Skill
 from forecaster.state import ForecastState, SeriesState
 

@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from forecaster.config import PrometheusConfig
+from forecaster import answers
+from forecaster.config import PrometheusConfig, is_header_safe
 from forecaster.errors import BadQueryError, ForecasterError, QueryAbandoned, QueryError, TransientError
 from forecaster.series import Labels, Series, series_key, sort_unique
 
@@ -65,11 +66,20 @@ def plan_chunks(start: float, end: float, step: float, max_points: int = MAX_POI
 
 
 def _load_secret(path: Any, what: str) -> str:
+    """A secret file's content, surrounding white space dropped; refused, never quoted, if it cannot be sent."""
     try:
-        with open(path) as handle:
-            return handle.read().strip()
+        with open(path, encoding="utf-8") as handle:
+            secret = handle.read().strip()
     except OSError as exc:
         raise ForecasterError(f"prometheus.{what}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        secret = "\x80"
+    if not is_header_safe(secret):
+        raise ForecasterError(
+            f"prometheus.{what}: {path} holds a control character (a second line?) or a non-ASCII character, "
+            "which cannot go into an HTTP header; keep only the secret itself in the file"
+        )
+    return secret
 
 
 def build_http_client(config: PrometheusConfig) -> httpx.Client:
@@ -152,20 +162,10 @@ class PrometheusSource:
         def fetch(chunk: Chunk) -> list[Series]:
             params = {"query": query, "start": _fmt(chunk.start), "end": _fmt(chunk.end), "step": _fmt(step)}
             data = self._get("/api/v1/query_range", params, query=query, forecast=forecast)
-            if data.get("resultType") != "matrix":
-                raise QueryError(
-                    f"expected a range vector (matrix), Prometheus returned {data.get('resultType')!r}",
-                    forecast=forecast,
-                    query=query,
-                )
             try:
-                return _decode(data.get("result", []))
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-                raise QueryError(
-                    f"Prometheus answered a malformed matrix ({exc.__class__.__name__}: {exc})",
-                    forecast=forecast,
-                    query=query,
-                ) from None
+                return answers.matrix(data)
+            except ValueError as exc:
+                raise QueryError(f"malformed answer to a range query: {exc}", forecast=forecast, query=query) from None
 
         if len(chunks) == 1:
             return _stitch([fetch(chunks[0])])
@@ -192,19 +192,12 @@ class PrometheusSource:
     def query(self, query: str, at: float, *, forecast: str) -> list[tuple[Labels, float]]:
         """An instant query: each series' labels and value at ``at``."""
         data = self._get("/api/v1/query", {"query": query, "time": _fmt(at)}, query=query, forecast=forecast)
-        if data.get("resultType") != "vector":
-            raise QueryError(
-                f"expected an instant vector, Prometheus returned {data.get('resultType')!r}",
-                forecast=forecast,
-                query=query,
-            )
-        out = []
-        for item in data.get("result", []):
-            labels = {k: v for k, v in item["metric"].items() if k != "__name__"}
-            out.append((labels, float(item["value"][1])))
-        return out
+        try:
+            return answers.vector(data)
+        except ValueError as exc:
+            raise QueryError(f"malformed answer to an instant query: {exc}", forecast=forecast, query=query) from None
 
-    def _get(self, path: str, params: dict[str, str], *, query: str, forecast: str) -> dict[str, Any]:
+    def _get(self, path: str, params: dict[str, str], *, query: str, forecast: str) -> object:
         attempt = 0
         while True:
             if self._stop.is_set():
@@ -224,13 +217,26 @@ class PrometheusSource:
                 self._sleep(delay)
                 attempt += 1
 
-    def _get_once(self, path: str, params: dict[str, str], *, query: str, forecast: str) -> dict[str, Any]:
+    def _get_once(self, path: str, params: dict[str, str], *, query: str, forecast: str) -> object:
         try:
             response = self._client.get(path, params=params)
         except httpx.TimeoutException:
             raise TransientError("Prometheus did not answer within the timeout") from None
         except httpx.TransportError as exc:
+            if _is_tls_failure(exc):
+                raise QueryError(
+                    f"the TLS handshake with Prometheus failed ({exc}); check prometheus.tls.ca_file, "
+                    "the server's certificate and that prometheus.url names the host it was issued for",
+                    forecast=forecast,
+                    query=query,
+                ) from None
             raise TransientError(f"cannot reach Prometheus: {exc.__class__.__name__}: {exc}") from None
+        if response.status_code in (401, 403):
+            raise QueryError(
+                f"Prometheus refused the request (HTTP {response.status_code}): {response.text[:300]!r}{_AUTH_HINT}",
+                forecast=forecast,
+                query=query,
+            )
         if response.status_code in _RETRY_STATUS:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             raise TransientError(f"Prometheus answered HTTP {response.status_code}{_error_text(response)}", retry_after)
@@ -241,21 +247,21 @@ class PrometheusSource:
                 raise TransientError(
                     f"Prometheus answered HTTP {response.status_code} with a body that is not JSON"
                 ) from None
-            hint = _AUTH_HINT if response.status_code in (401, 403) else ""
             raise QueryError(
-                f"Prometheus answered HTTP {response.status_code}: {response.text[:200]!r}{hint}",
+                f"Prometheus answered HTTP {response.status_code}: {response.text[:200]!r}",
                 forecast=forecast,
                 query=query,
             ) from None
         if not isinstance(body, dict) or body.get("status") != "success":
             error = body.get("error", "no error message") if isinstance(body, dict) else "unexpected answer"
-            kind = body.get("errorType", "") if isinstance(body, dict) else ""
+            kind = body.get("errorType") if isinstance(body, dict) else ""
+            kind = kind if isinstance(kind, str) else ""
             cls = BadQueryError if kind == "bad_data" or response.status_code in (400, 422) else QueryError
             raise cls(f"Prometheus: {kind + ': ' if kind else ''}{error}", forecast=forecast, query=query)
-        for warning in body.get("warnings", []) or []:
+        warnings = body.get("warnings")
+        for warning in warnings if isinstance(warnings, list) else []:
             log.warning("forecast %r: Prometheus warns about query %r: %s", forecast, query, warning)
-        data: dict[str, Any] = body.get("data", {})
-        return data
+        return body.get("data")
 
 
 def _retry_after(header: str | None) -> float | None:
@@ -279,20 +285,6 @@ def _fmt(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
-def _decode(result: list[dict[str, Any]]) -> list[Series]:
-    """One answer's series as arrays, so the bulky decoded JSON is dropped chunk by chunk."""
-    out = []
-    for item in result:
-        values = item.get("values", [])
-        if not values:
-            continue
-        labels = {k: v for k, v in item["metric"].items() if k != "__name__"}
-        ts = np.fromiter((float(v[0]) for v in values), dtype=np.float64, count=len(values))
-        ys = np.fromiter((float(v[1]) for v in values), dtype=np.float64, count=len(values))
-        out.append(Series(labels, ts, ys))
-    return out
-
-
 def _stitch(parts: Iterable[list[Series]]) -> list[Series]:
     merged: dict[tuple[tuple[str, str], ...], tuple[Labels, list[np.ndarray], list[np.ndarray]]] = {}
     for part in parts:
@@ -304,4 +296,15 @@ def _stitch(parts: Iterable[list[Series]]) -> list[Series]:
     for labels, ts_parts, ys_parts in merged.values():
         # The one place a series is put in order: everything downstream relies on it (see forecaster.series).
         out.append(Series(labels, *sort_unique(np.concatenate(ts_parts), np.concatenate(ys_parts))))
-    return out
+    return answers.name_series(out)
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    import ssl
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc)

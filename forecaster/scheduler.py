@@ -16,7 +16,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from forecaster.config import Forecast
+from forecaster.settings import Forecast
 from forecaster.trainer import Trainer
 
 log = logging.getLogger(__name__)

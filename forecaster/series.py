@@ -10,6 +10,7 @@ those itself (``finite``), which is a mask, not a sort.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,7 +25,8 @@ def series_key(labels: Labels) -> tuple[tuple[str, str], ...]:
 
 
 def format_labels(labels: Labels) -> str:
-    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    """Labels for a log line or a message, values escaped so that a newline in one cannot forge a log line."""
+    return "{" + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(labels.items())) + "}"
 
 
 @dataclass

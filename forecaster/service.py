@@ -14,7 +14,7 @@ import threading
 
 from prometheus_client import CollectorRegistry
 
-from forecaster.config import Config, Forecast
+from forecaster.config import Config
 from forecaster.errors import ForecasterError
 from forecaster.executor import build_executor
 from forecaster.exporter import Board, ForecastCollector, SelfMetrics
@@ -22,6 +22,7 @@ from forecaster.history import HistoryCache
 from forecaster.prometheus import PrometheusSource
 from forecaster.scheduler import Scheduler
 from forecaster.server import MetricsServer
+from forecaster.settings import Forecast
 from forecaster.state import ForecastState, StateStore
 from forecaster.trainer import Trainer
 

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from forecaster.breach import match_threshold
-from forecaster.config import Forecast
 from forecaster.errors import QueryAbandoned, QueryError, SkipReason, Stage, Stopped
 from forecaster.executor import Executor, FitTask, InlineExecutor
 from forecaster.exporter import Board, SelfMetrics
 from forecaster.history import HistoryCache, merge, plan
 from forecaster.series import Labels, Series, SeriesSource, format_labels, series_key
+from forecaster.settings import Forecast
 from forecaster.skill import Skill, score_previous
 from forecaster.state import ForecastState, SeriesState, StateStore
 

@@ -12,11 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from forecaster import config as config_module
 from forecaster.breach import first_crossing, match_threshold, seconds_until_breach
-from forecaster.config import BreachRule
 from forecaster.errors import ConfigError, QueryError
 from forecaster.exporter import Board, ForecastCollector, SelfMetrics
 from forecaster.model.frame import Frame
 from forecaster.series import series_key
+from forecaster.settings import BreachRule
 from forecaster.state import ForecastState, SeriesState, StateStore
 from forecaster.trainer import Trainer
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from forecaster.config import Duration, parse, parse_listen
+from forecaster.config import parse, parse_listen
+from forecaster.duration import Duration
 from forecaster.errors import ConfigError
 
 

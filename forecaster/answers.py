@@ -1,0 +1,130 @@
+"""The one boundary for Prometheus' answers: each is checked against the shape the HTTP API documents.
+
+Prometheus, a proxy in front of it, or something that only looks like it may
+answer anything. Every ``data`` object is checked here before any of it is
+used, and whatever does not have the documented shape raises ``ValueError``
+saying what was wrong (``result[3].value[1] is 'abc', not a number``); the
+source turns that into a query error naming the forecast and the query, so a
+bad answer costs one retrain, is counted, and never surfaces as a traceback.
+
+    range query    {"resultType": "matrix", "result": [{"metric": {...}, "values": [[t, "v"], ...]}, ...]}
+    instant query  {"resultType": "vector", "result": [{"metric": {...}, "value": [t, "v"]}, ...]}
+
+A series keeps its full label set, ``__name__`` included, until the source
+has seen every series of the answer (see ``name_series``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from forecaster.series import Labels, Series
+
+# Where a query returns series of several metrics, each series' metric name is exposed under this label.
+NAME_LABEL = "metric_name"
+
+
+def matrix(data: object) -> list[Series]:
+    """The series of a range-query answer, labels with ``__name__``; series without samples are left out."""
+    out = []
+    for i, item in enumerate(_result(data, "matrix", "a range vector (matrix)")):
+        labels = _metric(item, i)
+        values = item.get("values")
+        if not isinstance(values, list):
+            raise ValueError(f"result[{i}].values is {_what(values)}, not a list of [time, value] pairs")
+        if not values:
+            continue
+        try:
+            ts = np.fromiter((_time(v) for v in values), dtype=np.float64, count=len(values))
+            ys = np.fromiter((_number(v[1]) for v in values), dtype=np.float64, count=len(values))
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            raise ValueError(f'result[{i}].values holds a sample that is not [time, "number"] ({exc})') from None
+        out.append(Series(labels, ts, ys))
+    return out
+
+
+def vector(data: object) -> list[tuple[Labels, float]]:
+    """Each series' labels (without ``__name__``) and value from an instant-query answer."""
+    out = []
+    for i, item in enumerate(_result(data, "vector", "an instant vector")):
+        labels = _metric(item, i)
+        labels.pop("__name__", None)
+        value = item.get("value")
+        if not isinstance(value, list) or len(value) != 2:
+            raise ValueError(f"result[{i}].value is {_what(value)}, not a [time, value] pair")
+        try:
+            out.append((labels, _number(value[1])))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"result[{i}].value[1] {exc}") from None
+    return out
+
+
+def name_series(series: Sequence[Series]) -> list[Series]:
+    """Series labels without ``__name__``, unless the answer holds several metrics: then ``metric_name`` keeps it.
+
+    A query such as ``{__name__=~"up|scrape_samples_scraped"}`` returns series
+    that differ only in their name; dropping it would merge them into one.
+    """
+    names = {s.labels.get("__name__") for s in series}
+    keep = len(names) > 1
+    out = []
+    for item in series:
+        labels = dict(item.labels)
+        name = labels.pop("__name__", None)
+        if keep and name is not None:
+            labels[NAME_LABEL] = name
+        out.append(Series(labels, item.timestamps, item.values))
+    return out
+
+
+def _result(data: object, kind: str, described: str) -> list[dict[str, object]]:
+    if not isinstance(data, dict):
+        raise ValueError(f"data is {_what(data)}, not an object with resultType and result")
+    if data.get("resultType") != kind:
+        raise ValueError(f"expected {described}, Prometheus returned {data.get('resultType')!r}")
+    result = data.get("result")
+    if not isinstance(result, list):
+        raise ValueError(f"result is {_what(result)}, not a list")
+    for i, item in enumerate(result):
+        if not isinstance(item, dict):
+            raise ValueError(f"result[{i}] is {_what(item)}, not an object")
+    return result
+
+
+def _metric(item: dict[str, object], i: int) -> Labels:
+    metric = item.get("metric")
+    if not isinstance(metric, dict):
+        raise ValueError(f"result[{i}].metric is {_what(metric)}, not an object of labels")
+    for name, value in metric.items():
+        if not isinstance(value, str):
+            raise ValueError(f"result[{i}].metric[{name!r}] is {_what(value)}, not a string")
+    return dict(metric)
+
+
+def _time(sample: object) -> float:
+    if not isinstance(sample, list) or len(sample) != 2:
+        raise ValueError(f"{_what(sample)} is not a pair")
+    when = sample[0]
+    if isinstance(when, bool) or not isinstance(when, int | float) or not np.isfinite(when):
+        raise ValueError(f"time {when!r} is not a finite number")
+    return float(when)
+
+
+def _number(text: object) -> float:
+    # Prometheus writes sample values as strings, NaN and ±Inf spelled out; float() reads them all.
+    if not isinstance(text, str):
+        raise ValueError(f"is {_what(text)}, not a number in a string")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"is {text[:40]!r}, not a number") from None
+
+
+def _what(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return {dict: "an object", list: "a list", bool: "a boolean"}.get(type(value), f"the number {value!r}")
