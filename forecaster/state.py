@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 FORMAT = "forecaster-state"
 VERSION = 1
+# A stored fit time this far past the clock is a clock that was wrong when it was written, not a fit to serve.
+CLOCK_SKEW = 300.0
+_WARM_SCALARS = ("k", "m", "sigma_obs")
+_WARM_VECTORS = ("delta", "beta")
 
 
 @dataclass
@@ -73,30 +78,64 @@ class ForecastState:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> ForecastState:
+    def from_json(cls, data: Any, now: float) -> ForecastState:
+        """The state in ``data``, checked value by value; ValueError says what is wrong with it.
+
+        A stored fit time must be a real time no later than ``now`` (give or
+        take ``CLOCK_SKEW``): one in the future would put off the first
+        retrain and hide a stale forecast from the alerts.
+        """
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError("not a forecaster state file")
         if data.get("version") != VERSION:
             raise ValueError(f"state format version {data.get('version')!r}, this forecaster reads {VERSION}")
-        series = []
-        for item in data["series"]:
-            arrays = [np.asarray(item[k], dtype=np.float64) for k in ("ds", "yhat", "yhat_lower", "yhat_upper")]
-            if len({len(a) for a in arrays}) != 1:
-                raise ValueError(f"series {item['labels']}: frame arrays differ in length")
-            if not all(np.isfinite(a).all() for a in arrays):
-                raise ValueError(f"series {item['labels']}: frame holds NaN or Inf")
-            labels = {str(k): str(v) for k, v in item["labels"].items()}
-            threshold = item.get("threshold")
-            series.append(
-                SeriesState(
-                    labels,
-                    Frame(*arrays),
-                    dict(item.get("params", {})),
-                    int(item.get("points", 0)),
-                    None if threshold is None else float(threshold),
-                )
-            )
-        return cls(str(data["forecast"]), str(data["query"]), float(data["fit_time"]), series)
+        fit_time = data["fit_time"]
+        if isinstance(fit_time, bool) or not isinstance(fit_time, int | float) or not math.isfinite(fit_time):
+            raise ValueError(f"fit_time {fit_time!r} is not a finite number")
+        if not 0 < fit_time <= now + CLOCK_SKEW:
+            raise ValueError(f"fit_time {fit_time!r} is not a time before now ({now:.0f})")
+        if not isinstance(data["series"], list):
+            raise ValueError("series is not a list")
+        series = [_series(item) for item in data["series"]]
+        return cls(str(data["forecast"]), str(data["query"]), float(fit_time), series)
+
+
+def _series(item: Any) -> SeriesState:
+    labels = item["labels"]
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ValueError(f"series labels {labels!r} are not an object of strings")
+    arrays = [np.asarray(item[k], dtype=np.float64) for k in ("ds", "yhat", "yhat_lower", "yhat_upper")]
+    if len({len(a) for a in arrays}) != 1 or arrays[0].ndim != 1:
+        raise ValueError(f"series {labels}: frame arrays differ in length")
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise ValueError(f"series {labels}: frame holds NaN or Inf")
+    threshold = item.get("threshold")
+    if threshold is not None and (not isinstance(threshold, int | float) or not math.isfinite(threshold)):
+        raise ValueError(f"series {labels}: threshold {threshold!r} is not a finite number")
+    params = item.get("params", {})
+    if not _warm_params_ok(params):
+        raise ValueError(f"series {labels}: warm-start params are not finite numbers")
+    return SeriesState(
+        dict(labels),
+        Frame(*arrays),
+        dict(params),
+        int(item.get("points", 0)),
+        None if threshold is None else float(threshold),
+    )
+
+
+def _warm_params_ok(params: Any) -> bool:
+    """Empty (a constant series), or the five finite parameters Prophet's warm start takes."""
+    if not isinstance(params, dict):
+        return False
+    if not params:
+        return True
+    try:
+        scalars = [float(params[k]) for k in _WARM_SCALARS]
+        vectors = [np.asarray(params[k], dtype=np.float64) for k in _WARM_VECTORS]
+    except (KeyError, TypeError, ValueError):
+        return False
+    return all(math.isfinite(v) for v in scalars) and all(v.ndim == 1 and np.isfinite(v).all() for v in vectors)
 
 
 def atomic_write(path: Path, payload: bytes) -> None:
@@ -147,16 +186,16 @@ class StateStore:
     def save(self, state: ForecastState) -> None:
         atomic_write(self.path(state.forecast), json.dumps(state.to_json(), separators=(",", ":")).encode())
 
-    def load(self, forecast: str, query: str) -> ForecastState | None:
-        """The stored state of ``forecast``, or None when there is none usable."""
+    def load(self, forecast: str, query: str, now: float | None = None) -> ForecastState | None:
+        """The stored state of ``forecast``, or None when there is none usable (an unusable file is set aside)."""
         path = self.path(forecast)
         if not path.exists():
             return None
         try:
-            state = ForecastState.from_json(json.loads(path.read_bytes()))
+            state = ForecastState.from_json(json.loads(path.read_bytes()), time.time() if now is None else now)
             if state.forecast != forecast:
                 raise ValueError(f"the file holds forecast {state.forecast!r}")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             set_aside(path, forecast, exc, "will refit")
             return None
         if state.query != query:

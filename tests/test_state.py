@@ -145,3 +145,53 @@ def test_load_state_serves_stored_forecasts_before_any_query(tmp_path):
         assert service.registry.get_sample_value("forecaster_series", {"forecast": "reqs"}) == 1
     finally:
         service.close()
+
+
+def _edited(store: StateStore, edit) -> None:  # type: ignore[no-untyped-def]
+    store.save(_state())
+    data = json.loads(store.path("reqs").read_bytes())
+    edit(data)
+    store.path("reqs").write_text(json.dumps(data))
+
+
+NOW = 1_700_000_600.0
+
+BAD_STATES = {
+    "fit_time Infinity": lambda d: d.update(fit_time=float("inf")),
+    "fit_time NaN": lambda d: d.update(fit_time=float("nan")),
+    "fit_time 1e12": lambda d: d.update(fit_time=1e12),
+    "fit_time 30 days ahead": lambda d: d.update(fit_time=NOW + 30 * 86400),
+    "fit_time negative": lambda d: d.update(fit_time=-5),
+    "fit_time a string": lambda d: d.update(fit_time="1700000000"),
+    "series not a list": lambda d: d.update(series={}),
+    "labels not strings": lambda d: d["series"][0].update(labels={"job": 3}),
+    "a frame of objects": lambda d: d["series"][0].update(yhat=[{}, {}, {}, {}, {}]),
+    "a nested frame": lambda d: d["series"][0].update(ds=[[1, 2]] * 5),
+    "warm params not numbers": lambda d: d["series"][0].update(
+        params={"k": "x", "m": 0, "sigma_obs": 1, "delta": [], "beta": []}
+    ),
+    "warm params infinite": lambda d: d["series"][0]["params"].update(k=float("inf")),
+    "threshold NaN": lambda d: d["series"][0].update(threshold=float("nan")),
+}
+
+
+@pytest.mark.parametrize("edit", BAD_STATES.values(), ids=BAD_STATES.keys())
+def test_a_state_file_with_bad_values_is_set_aside_and_the_forecast_refitted(tmp_path, edit):
+    store = StateStore(tmp_path)
+    _edited(store, edit)
+    assert store.load("reqs", QUERY, now=NOW) is None
+    assert list(store.forecasts_dir.glob("reqs.json.bad-*"))
+
+
+def test_a_state_file_nested_too_deep_to_parse_is_set_aside(tmp_path):
+    store = StateStore(tmp_path)
+    store.path("reqs").parent.mkdir(parents=True)
+    store.path("reqs").write_text("[" * 200_000 + "]" * 200_000)
+    assert store.load("reqs", QUERY, now=NOW) is None
+    assert list(store.forecasts_dir.glob("reqs.json.bad-*"))
+
+
+def test_a_fit_a_few_seconds_ahead_of_this_clock_is_still_served(tmp_path):
+    store = StateStore(tmp_path)
+    store.save(_state(fit_time=NOW + 60))
+    assert store.load("reqs", QUERY, now=NOW) is not None
