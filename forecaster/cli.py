@@ -28,7 +28,7 @@ from forecaster import config as config_module
 from forecaster.backtest import write_table
 from forecaster.config import Config, parse_listen
 from forecaster.duration import Duration
-from forecaster.errors import ConfigError, ForecasterError, MissingExtra
+from forecaster.errors import ConfigError, ForecasterError, MissingExtra, StateDirInUse
 from forecaster.prometheus import PrometheusSource, build_http_client
 from forecaster.series import format_labels
 from forecaster.service import Service
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_INVALID
-    except MissingExtra as exc:
+    except (MissingExtra, StateDirInUse) as exc:
         print(f"forecaster: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except ForecasterError as exc:

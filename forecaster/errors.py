@@ -3,6 +3,7 @@
     ForecasterError            root: catch this to catch everything below
     ├── ConfigError            the config file (or a command-line value) is invalid; carries every problem found
     ├── MissingExtra           an optional feature's packages are not installed; names the extra to install
+    ├── StateDirInUse          another forecaster holds the state_dir; names it and the holder's PID
     ├── QueryError             Prometheus could not answer a forecast's query
     │   ├── BadQueryError      Prometheus refused the query itself (HTTP 400): retrying will not help
     │   └── QueryAbandoned     the service is stopping; the query was given up between attempts
@@ -72,6 +73,10 @@ class MissingExtra(ForecasterError):
     def __init__(self, feature: str, extra: str, missing: str) -> None:
         self.extra = extra
         super().__init__(f"{feature} needs {missing}, which is not installed: pip install 'forecaster[{extra}]'")
+
+
+class StateDirInUse(ForecasterError):
+    """Another process holds the lock on a state_dir: two services writing one directory overwrite each other."""
 
 
 class QueryError(ForecasterError):

@@ -23,7 +23,7 @@ from forecaster.prometheus import PrometheusSource
 from forecaster.scheduler import Scheduler
 from forecaster.server import MetricsServer
 from forecaster.settings import Forecast
-from forecaster.state import ForecastState, StateStore
+from forecaster.state import ForecastState, StateDirLock, StateStore
 from forecaster.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ class Service:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.lock = StateDirLock(config.state_dir)
+        self.lock.acquire()
         self.registry = CollectorRegistry()
         self.metrics = SelfMetrics(self.registry, config.forecasts)
         self.board = Board(config.forecasts)
@@ -57,6 +59,7 @@ class Service:
     def close(self) -> None:
         self.executor.close()
         self.source.close()
+        self.lock.release()
 
     def load_state(self) -> int:
         """Serve every usable stored forecast; returns how many there were. Asks Prometheus nothing."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from forecaster.errors import StateDirInUse
 from forecaster.model.frame import Frame
 from forecaster.series import Labels
 
@@ -205,3 +206,46 @@ class StateStore:
 
     def clean_temporaries(self) -> None:
         remove_temporaries(self.forecasts_dir)
+
+
+class StateDirLock:
+    """One service per ``state_dir``: an advisory lock on ``<state_dir>/.lock``, held until ``release``.
+
+    Two services on one directory both retrain and write, and each removes the
+    other's temporary files as crash leftovers. The lock file holds the
+    holder's PID for the error message; the kernel drops the lock when the
+    holder exits, however it exits, so a stale file never blocks a restart.
+    A directory where no lock file can be written (read-only) is used
+    unlocked, as the service serves from memory there anyway.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            log.warning("cannot create the lock file %s (%s); running without it", self.path, exc.strerror)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StateDirInUse(
+                f"state_dir {self.path.parent} is in use by another forecaster (PID {holder}); "
+                "stop it, or give this one its own state_dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

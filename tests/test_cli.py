@@ -75,3 +75,32 @@ def test_backtest_plot_without_the_plot_extra_exits_2_naming_it_before_any_query
     err = capsys.readouterr().err
     assert "pip install 'forecaster[plot]'" in err and "matplotlib" in err
     assert "query" not in err  # refused before Prometheus was asked anything
+
+
+@pytest.mark.integration
+def test_a_second_service_on_a_state_dir_in_use_exits_2_naming_it(tmp_path):
+    import socket
+
+    import httpx
+
+    from tests.helpers import wait_for
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = tmp_path / "c.yml"
+    path.write_text(
+        f"prometheus: {{url: http://127.0.0.1:1}}\nstate_dir: {tmp_path / 'state'}\nworkers: 0\n"
+        "forecasts: [{name: a, query: up}]\n"
+    )
+    command = [sys.executable, "-m", "forecaster"]
+    first = subprocess.Popen([*command, "run", "-c", str(path), "--listen", f"127.0.0.1:{port}"])
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200, 30, "readyz")
+        for second in (["run", "-c", str(path), "--listen", "127.0.0.1:0"], ["forecast", "-c", str(path)]):
+            result = subprocess.run([*command, *second], capture_output=True, text=True, timeout=60)
+            assert result.returncode == 2
+            assert f"state_dir {tmp_path / 'state'} is in use by another forecaster (PID {first.pid})" in result.stderr
+    finally:
+        first.terminate()
+        assert first.wait(30) == 0

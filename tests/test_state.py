@@ -195,3 +195,22 @@ def test_a_fit_a_few_seconds_ahead_of_this_clock_is_still_served(tmp_path):
     store = StateStore(tmp_path)
     store.save(_state(fit_time=NOW + 60))
     assert store.load("reqs", QUERY, now=NOW) is not None
+
+
+def test_a_second_holder_of_a_state_dir_is_refused_naming_the_directory_and_the_holder(tmp_path):
+    first = state_module.StateDirLock(tmp_path)
+    first.acquire()
+    second = state_module.StateDirLock(tmp_path)
+    with pytest.raises(state_module.StateDirInUse, match=rf"state_dir {tmp_path} is in use .*PID {os.getpid()}"):
+        second.acquire()
+    first.release()
+    second.acquire()
+    second.release()
+
+
+def test_a_state_dir_that_cannot_hold_a_lock_file_is_used_unlocked(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with caplog.at_level(logging.WARNING):
+        state_module.StateDirLock(blocker / "state").acquire()
+    assert "running without it" in caplog.text
