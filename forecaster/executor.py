@@ -17,10 +17,14 @@ or hangs past ``fit_timeout`` loses only that series.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -28,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -64,11 +69,11 @@ class FitOutcome:
     seconds: float = 0.0
 
 
-def execute(task: FitTask) -> FitOutcome:
-    """Run one fit; every failure becomes an outcome so that it crosses process boundaries intact."""
+def execute(task: FitTask, timeout: float | None = None) -> FitOutcome:
+    """Run one fit, Stan's solver stopped after ``timeout`` seconds; every failure becomes an outcome."""
     started = time.perf_counter()
     try:
-        result = fit_predict(task.timestamps, task.values, task.fit_time, task.spec, task.warm_start)
+        result = fit_predict(task.timestamps, task.values, task.fit_time, task.spec, task.warm_start, timeout)
     except SeriesSkipped as skip:
         return FitOutcome(task.index, None, skip.reason, str(skip), time.perf_counter() - started)
     except Exception as exc:  # a bug or a library error must cost one series, not the batch
@@ -84,20 +89,47 @@ class Executor(Protocol):
 
 
 class InlineExecutor:
+    """Fits in the calling thread. Only Stan's solver can be stopped there: it is, after ``fit_timeout``."""
+
+    def __init__(self, fit_timeout: float | None = None) -> None:
+        self._timeout = fit_timeout
+
     def run(self, tasks: Sequence[FitTask], stop: threading.Event) -> Iterator[FitOutcome]:
         for task in tasks:
             if stop.is_set():
                 raise Stopped
-            yield execute(task)
+            yield execute(task, self._timeout)
 
     def close(self) -> None:
         pass
 
 
-def _worker_main(conn: Connection) -> None:
+def scratch_dir(pid: int) -> Path:
+    """Where the fit worker ``pid`` has cmdstanpy write Stan's input and output files."""
+    return Path(tempfile.gettempdir()) / f"forecaster-fit-{pid}"
+
+
+def _use_own_scratch() -> None:
+    """Point cmdstanpy's temporary files at this worker's own directory, removed with the worker.
+
+    cmdstanpy keeps one temporary directory per process, made when it is
+    imported: in the fork server, so shared by every worker. A worker killed
+    mid-fit would leave its files there for good.
+    """
+    scratch = scratch_dir(os.getpid())
+    scratch.mkdir(exist_ok=True)
+    for name, module in list(sys.modules.items()):
+        if (name == "cmdstanpy" or name.startswith("cmdstanpy.")) and isinstance(getattr(module, "_TMPDIR", None), str):
+            module._TMPDIR = str(scratch)  # type: ignore[attr-defined]
+
+
+def _worker_main(conn: Connection, timeout: float) -> None:
     # The service handles Ctrl-C and SIGTERM itself and then closes the pipes; workers just follow.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A group of its own, so that killing the worker kills the Stan solver it started too.
+    os.setpgid(0, 0)
+    _use_own_scratch()
     while True:
         try:
             task = conn.recv()
@@ -106,16 +138,16 @@ def _worker_main(conn: Connection) -> None:
         if task is None:
             return
         try:
-            conn.send(execute(task))
+            conn.send(execute(task, timeout))
         except (BrokenPipeError, OSError):
             return
 
 
 class _Worker:
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, timeout: float) -> None:
         parent, child = context.Pipe()
         self.conn: Connection = parent
-        self.process = context.Process(target=_worker_main, args=(child,), name="forecaster-fit", daemon=True)
+        self.process = context.Process(target=_worker_main, args=(child, timeout), name="forecaster-fit", daemon=True)
         self.process.start()
         child.close()
         self.task: FitTask | None = None
@@ -127,19 +159,32 @@ class _Worker:
         self.conn.send(task)
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
+        """Kill the worker and everything it started (its Stan solver), and remove their files."""
+        pid = self.process.pid
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                # Killed before it made its group (or already gone): the worker alone.
+                if self.process.is_alive():
+                    self.process.kill()
         self.process.join(5)
         self.conn.close()
+        self._remove_scratch()
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
             self.conn.send(None)
         self.process.join(2)
         if self.process.is_alive():
-            self.process.kill()
-            self.process.join(2)
+            self.kill()
+            return
         self.conn.close()
+        self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
+        if self.process.pid is not None:
+            shutil.rmtree(scratch_dir(self.process.pid), ignore_errors=True)
 
 
 class LocalExecutor:
@@ -170,7 +215,7 @@ class LocalExecutor:
                 if stop.is_set():
                     raise Stopped
                 while pending and len(busy) < self._size:
-                    worker = self._idle.pop() if self._idle else _Worker(self._context)
+                    worker = self._idle.pop() if self._idle else _Worker(self._context, self._timeout)
                     worker.assign(pending.popleft(), self._timeout)
                     busy.append(worker)
                 nearest = min(w.deadline for w in busy)
@@ -241,7 +286,7 @@ class DaskExecutor:
     def run(self, tasks: Sequence[FitTask], stop: threading.Event) -> Iterator[FitOutcome]:
         from distributed import as_completed
 
-        futures = self._client.map(execute, list(tasks), pure=False)
+        futures = self._client.map(functools.partial(execute, timeout=self._timeout), list(tasks), pure=False)
         index_of = {future.key: task.index for future, task in zip(futures, tasks, strict=True)}
         answered: set[int] = set()
         # as_completed finds its client through the "current" one; this client is not the process default.
@@ -286,5 +331,5 @@ def build_executor(config: Config) -> Executor:
         return DaskExecutor(config.executor.address, config.fit_timeout.seconds)
     workers = default_workers() if config.workers is None else config.workers
     if workers == 0:
-        return InlineExecutor()
+        return InlineExecutor(config.fit_timeout.seconds)
     return LocalExecutor(workers, config.fit_timeout.seconds)

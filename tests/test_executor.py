@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +116,54 @@ def test_dask_cluster_gives_the_same_forecasts_as_the_local_pool(pool):
         np.testing.assert_allclose(b.frame.yhat, a.frame.yhat, rtol=1e-6)
         np.testing.assert_allclose(b.frame.yhat_lower, a.frame.yhat_lower, rtol=1e-6)
         np.testing.assert_allclose(b.frame.yhat_upper, a.frame.yhat_upper, rtol=1e-6)
+
+
+def _solvers() -> list[int]:
+    """PIDs of Stan solver processes (Prophet's compiled model) running now."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"prophet_model.bin" in command:
+                found.append(int(entry))
+    return found
+
+
+def scratch_root() -> Path:
+    return Path(tempfile.gettempdir())
+
+
+def _slow() -> FitTask:
+    """A series whose fit takes far longer than a second: 2,000 changepoints over 20,000 points."""
+    t = grid(FIT_TIME, 20_000 * 60.0, 60.0)
+    spec = FitSpec(step=60, horizon=3600, interval_width=0.8, min_points=20, prophet={"n_changepoints": 2000})
+    return FitTask(0, t, Signal(noise=5).sample(t, 1), FIT_TIME, spec, None)
+
+
+@pytest.mark.slow
+def test_a_timed_out_fit_in_the_pool_leaves_no_solver_and_no_files_behind():
+    before = set(_solvers())
+    pool = LocalExecutor(workers=1, fit_timeout=2)
+    try:
+        (outcome,) = list(pool.run([_slow()], threading.Event()))
+        worker_dirs = list(scratch_root().glob("forecaster-fit-*"))
+    finally:
+        pool.close()
+    assert outcome.reason == SkipReason.FIT_TIMEOUT
+    time.sleep(0.5)
+    assert set(_solvers()) - before == set()
+    assert all(not d.exists() for d in worker_dirs)
+
+
+@pytest.mark.slow
+def test_inline_fits_stop_the_solver_at_the_timeout_too():
+    before = set(_solvers())
+    started = time.monotonic()
+    (outcome,) = list(InlineExecutor(fit_timeout=2).run([_slow()], threading.Event()))
+    assert outcome.reason == SkipReason.FIT_TIMEOUT and "fit_timeout" in outcome.detail
+    assert time.monotonic() - started < 30
+    time.sleep(0.5)
+    assert set(_solvers()) - before == set()

@@ -48,11 +48,13 @@ def fit_predict(
     fit_time: float,
     spec: FitSpec,
     warm_start: dict[str, Any] | None = None,
+    timeout: float | None = None,
 ) -> FitResult:
     """Fit one series and predict its frame; raise SeriesSkipped when it cannot be fitted.
 
     ``timestamps`` must be strictly increasing (a ``Series`` is: see
-    ``forecaster.series``); NaN and ±Inf values are dropped here.
+    ``forecaster.series``); NaN and ±Inf values are dropped here. Stan's
+    solver is stopped after ``timeout`` seconds.
     """
     ts, ys = finite(timestamps, values)
     if len(ts) > 1 and not (np.diff(ts) > 0).all():
@@ -68,7 +70,13 @@ def fit_predict(
     options = prophet_options(prepared, spec)
     # Stan, cmdstanpy and pandas raise many types; a failing series must not stop the batch.
     try:
-        model = prophet.fit(prepared, spec.interval_width, options, warm_start)
+        model = prophet.fit(prepared, spec.interval_width, options, warm_start, timeout)
+    except TimeoutError:
+        raise SeriesSkipped(
+            SkipReason.FIT_TIMEOUT,
+            f"Stan's solver ran past fit_timeout ({timeout:g}s) and was stopped; "
+            "shorten history, coarsen step, or raise fit_timeout",
+        ) from None
     except Exception as exc:
         raise SeriesSkipped(SkipReason.FIT_FAILED, f"Prophet could not fit: {exc.__class__.__name__}: {exc}") from exc
     try:

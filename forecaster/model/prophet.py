@@ -38,15 +38,25 @@ def load_prophet() -> Any:
     return Prophet
 
 
-def fit(prepared: Prepared, interval_width: float, options: dict[str, Any], warm: dict[str, Any] | None) -> Any:
-    """A fitted Prophet model of the prepared history's observed points."""
+def fit(
+    prepared: Prepared,
+    interval_width: float,
+    options: dict[str, Any],
+    warm: dict[str, Any] | None,
+    timeout: float | None = None,
+) -> Any:
+    """A fitted Prophet model of the prepared history's observed points; TimeoutError after ``timeout`` seconds.
+
+    The timeout goes to cmdstanpy, which stops the solver process itself.
+    """
     import pandas as pd
 
     observed = np.isfinite(prepared.y)
     model = load_prophet()(interval_width=interval_width, **options)
     history = pd.DataFrame({"ds": pd.to_datetime(prepared.grid[observed], unit="s"), "y": prepared.y[observed]})
     init = _compatible_init(model, len(history), warm)
-    model.fit(history, init=init) if init else model.fit(history)
+    extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
+    model.fit(history, init=init, **extra) if init else model.fit(history, **extra)
     return model
 
 
