@@ -28,6 +28,7 @@ from forecaster.settings import (
     ForecastEntry,
     Settings,
     StrictModel,
+    at_least,
     message,
     positive,
     resolve,
@@ -136,6 +137,12 @@ class _File(StrictModel):
     defaults: Settings = Settings()
     forecasts: list[ForecastEntry] = Field(min_length=1)
 
+    @field_validator("fit_timeout")
+    @classmethod
+    def _fit_timeout(cls, value: Duration) -> Duration:
+        at_least(value, 1.0)
+        return value
+
     @model_validator(mode="after")
     def _unique_names(self) -> _File:
         seen: set[str] = set()
@@ -217,7 +224,21 @@ def load(path: str | Path) -> Config:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the config file: {exc.strerror}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader that refuses duplicate keys
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
     return parse(data, str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice (line {line})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _DURATION_RE = re.compile(r"^((\d+)(ms|s|m|h|d|w|y))+$")
 _DURATION_PART_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_LONGEST = 1000 * _DURATION_UNITS["y"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Duration:
         if not isinstance(value, str) or not _DURATION_RE.match(value):
             raise ValueError(f"{value!r} is not a duration (use Prometheus syntax: 30s, 5m, 1h, 1d, 1w)")
         seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART_RE.findall(value))
+        if seconds > _LONGEST:
+            raise ValueError(f"{value!r} is longer than any duration that makes sense here (1000y at most)")
         return cls(value, float(seconds))
 
     def __str__(self) -> str:

@@ -20,6 +20,24 @@ from forecaster.duration import Duration
 from forecaster.model.options import FitSpec, ModelOptions, ProphetOptions
 
 NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Bounds that keep one series' history and frame in tens of MB and a retrain from hammering Prometheus.
+MAX_HISTORY_POINTS = 250_000
+MAX_FRAME_POINTS = 20_000
+MIN_STEP = 1.0
+MIN_RETRAIN_EVERY = 10.0
+
+
+def promql(value: str) -> str:
+    """``value`` if it parses as PromQL (syntax only, as Prometheus' own parser would); else ValueError."""
+    import promql_parser
+
+    if not value.strip():
+        raise ValueError("must not be empty")
+    try:
+        promql_parser.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not valid PromQL: {exc}") from None
+    return value
 
 
 class StrictModel(BaseModel):
@@ -27,6 +45,12 @@ class StrictModel(BaseModel):
 
 
 DurationField = Annotated[Duration, BeforeValidator(Duration.parse)]
+
+
+def at_least(value: Duration | None, seconds: float) -> Duration | None:
+    if value is not None and value.seconds < seconds:
+        raise ValueError(f"{value.text!r} is shorter than the smallest that runs, {seconds:g}s")
+    return value
 
 
 def positive(value: Duration | None) -> Duration | None:
@@ -57,8 +81,7 @@ class BreachConfig(StrictModel):
                 + (f"; got {', '.join(given)}" if given else "")
             )
         if self.threshold_query is not None:
-            if not self.threshold_query.strip():
-                raise ValueError("threshold_query must not be empty")
+            promql(self.threshold_query)
             if self.direction is None:
                 raise ValueError("threshold_query needs direction: above or below")
         elif self.direction is not None:
@@ -120,6 +143,16 @@ class Settings(StrictModel):
     def _positive_duration(cls, value: Duration | None) -> Duration | None:
         return positive(value)
 
+    @field_validator("step")
+    @classmethod
+    def _step(cls, value: Duration | None) -> Duration | None:
+        return at_least(value, MIN_STEP)
+
+    @field_validator("retrain_every")
+    @classmethod
+    def _retrain_every(cls, value: Duration | None) -> Duration | None:
+        return at_least(value, MIN_RETRAIN_EVERY)
+
 
 BUILTIN_DEFAULTS = Settings(
     history=Duration.parse("28d"),
@@ -148,9 +181,7 @@ class ForecastEntry(Settings):
     @field_validator("query")
     @classmethod
     def _query(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
+        return promql(value)
 
 
 @dataclass(frozen=True)
@@ -231,6 +262,13 @@ def resolve(entry: ForecastEntry, defaults: Settings, index: int) -> tuple[Forec
         problems.append(
             f"{where}.history: {forecast.history.text!r} holds fewer than two steps of {forecast.step.text!r}"
         )
+    for key, limit in (("history", MAX_HISTORY_POINTS), ("horizon", MAX_FRAME_POINTS)):
+        span: Duration = getattr(forecast, key)
+        if span.seconds / forecast.step.seconds > limit:
+            problems.append(
+                f"{where}.{key}: {span.text!r} at step {forecast.step.text!r} is more than {limit:,} points a series; "
+                f"shorten {key} or coarsen step"
+            )
     return (None if problems else forecast), problems
 
 

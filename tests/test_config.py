@@ -106,3 +106,58 @@ def test_executor_settings():
 @pytest.mark.parametrize(("text", "host", "port"), [("0.0.0.0:9095", "0.0.0.0", 9095), ("[::1]:80", "::1", 80)])
 def test_listen_addresses(text, host, port):
     assert parse_listen(text) == (host, port)
+
+
+CANNOT_RUN = {
+    "invalid PromQL in query": (
+        {"query": "sum(rate(x[5m])"},
+        "forecasts[0].query: 'sum(rate(x[5m])' is not valid PromQL",
+    ),
+    "invalid PromQL in threshold_query": (
+        {"breach": {"threshold_query": "up{", "direction": "above"}},
+        "forecasts[0].breach: 'up{' is not valid PromQL",
+    ),
+    "retrain_every 1ms": ({"retrain_every": "1ms"}, "forecasts[0].retrain_every: '1ms' is shorter than"),
+    "step 1ms": ({"step": "1ms"}, "forecasts[0].step: '1ms' is shorter than"),
+    "history 1000y": ({"history": "1000y"}, "forecasts[0].history: '1000y' at step '5m' is more than 250,000 points"),
+    "history of 23 nines": ({"history": "9" * 23 + "d"}, "forecasts[0].history: "),
+    "horizon 10y": ({"horizon": "10y"}, "forecasts[0].horizon: '10y' at step '5m' is more than 20,000 points"),
+    "model.upper -inf": ({"model": {"upper": float("-inf")}}, "forecasts[0].model.upper: "),
+    "model.lower nan": ({"model": {"lower": float("nan")}}, "forecasts[0].model.lower: "),
+}
+
+
+@pytest.mark.parametrize(("entry", "expected"), CANNOT_RUN.values(), ids=CANNOT_RUN.keys())
+def test_settings_that_cannot_run_are_refused_with_their_path(entry, expected):
+    problems = _problems(
+        {"prometheus": {"url": "http://prom:9090"}, "forecasts": [{"name": "a", "query": "up", **entry}]}
+    )
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_a_fit_timeout_of_zero_is_refused():
+    assert any(p.startswith("fit_timeout: '0s' is shorter than") for p in _problems(_minimal(fit_timeout="0s")))
+
+
+def test_promql_that_parses_is_accepted():
+    queries = [
+        'sum by (job) (rate(http_requests_total{job=~"api|web"}[5m]))',
+        'node_filesystem_avail_bytes{fstype!~"tmpfs|overlay"}',
+        "last_over_time(x[30m])",
+        '{__name__=~"up|scrape_samples_scraped"}',
+    ]
+    parse(
+        {
+            "prometheus": {"url": "http://p:9090"},
+            "forecasts": [{"name": f"q{i}", "query": q} for i, q in enumerate(queries)],
+        }
+    )
+
+
+def test_a_duplicate_key_is_refused_with_its_line(tmp_path):
+    from forecaster.config import load
+
+    path = tmp_path / "dup.yml"
+    path.write_text("prometheus: {url: http://p:9090}\nforecasts:\n  - name: a\n    query: up\n    query: down\n")
+    with pytest.raises(ConfigError, match=r"key 'query' is given twice \(line 5\)"):
+        load(path)

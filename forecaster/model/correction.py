@@ -86,7 +86,8 @@ def anchor_windows(step: float, points: int) -> list[int]:
     Never a single point on sub-hourly data, where the last sample may be a spike.
     """
     sizes = {3} | {max(1, round(seconds / step)) for seconds in (3600.0, 6 * 3600.0, DAY)}
-    return sorted(size for size in sizes if size <= max(1, points // 4))
+    # A history of fewer than 12 points (min_points allows 3) has room for the latest point alone.
+    return sorted(size for size in sizes if size <= max(1, points // 4)) or [1]
 
 
 def level_window(step: float, points: int) -> int:

@@ -41,8 +41,8 @@ class ModelOptions(BaseModel):
     trend_damping: float = Field(default=0.1, gt=0, le=1)
     band: Literal["residual", "prophet"] = "residual"
     bounds: Literal["auto", "none"] = "auto"
-    lower: float | None = None
-    upper: float | None = None
+    lower: float | None = Field(default=None, allow_inf_nan=False)
+    upper: float | None = Field(default=None, allow_inf_nan=False)
     residual_correction: bool = True
 
     @field_validator("outliers", mode="before")

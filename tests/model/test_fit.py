@@ -88,3 +88,13 @@ def test_a_history_too_gappy_for_the_trailing_line_still_gets_a_band():
     frame = fit_predict(t[keep], y, t[-1] + STEP, _spec()).frame
     assert np.isfinite(frame.yhat_lower).all() and np.isfinite(frame.yhat_upper).all()
     assert (frame.yhat_upper - frame.yhat_lower).min() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("points", [3, 5, 11, 19])
+def test_a_history_of_a_few_points_gets_a_forecast_when_min_points_allows_it(points):
+    t = np.arange(points, dtype=np.float64) * STEP
+    y = 10 + np.arange(points) % 3
+    spec = FitSpec(step=STEP, horizon=3600, interval_width=0.8, min_points=3)
+    frame = fit_predict(t, y, t[-1] + STEP, spec).frame
+    assert np.isfinite(frame.yhat).all() and (frame.yhat_lower <= frame.yhat_upper).all()
