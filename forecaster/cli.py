@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -40,6 +41,8 @@ log = logging.getLogger("forecaster")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
+# How long a stopping service waits for a retrain stuck in a request before it exits without it.
+SHUTDOWN_GRACE = 3.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,6 +164,11 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     try:
         service.serve(host, port, stopping)
     finally:
+        if not service.wait_for_retrains(SHUTDOWN_GRACE):
+            # Nothing is lost: state files are replaced atomically, and the retrain's result was to be dropped anyway.
+            log.info("a retrain is still waiting for Prometheus; exiting without it")
+            logging.shutdown()
+            os._exit(EXIT_OK)
         service.close()
     return EXIT_OK
 

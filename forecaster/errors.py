@@ -43,6 +43,7 @@ class SkipReason(StrEnum):
     FIT_TIMEOUT = "fit_timeout"
     PREDICT_FAILED = "predict_failed"
     MAX_SERIES = "max_series"
+    LABEL_CLASH = "label_clash"
 
     @property
     def stage(self) -> Stage | None:

@@ -11,6 +11,8 @@ from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
 
+IDLE_TIMEOUT = 30.0
+
 _INDEX = b"""<html><head><title>forecaster</title></head><body><h1>forecaster</h1>
 <ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li>
 <li><a href="/readyz">/readyz</a></li></ul></body></html>
@@ -22,7 +24,7 @@ class MetricsServer:
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int, ready: threading.Event) -> None:
         handler = _handler(registry, ready)
-        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd = _Server((host, port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
 
@@ -39,33 +41,52 @@ class MetricsServer:
         self._httpd.server_close()
 
 
+class _Server(ThreadingHTTPServer):
+    # The stdlib's 5 refuses connections under a burst of scrapes and health checks.
+    request_queue_size = 128
+
+
 def _handler(registry: CollectorRegistry, ready: threading.Event) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "forecaster"
+        # An idle or trickling connection is dropped after this many seconds instead of holding a thread.
+        timeout = IDLE_TIMEOUT
+
+        def version_string(self) -> str:
+            return "forecaster"  # not the stdlib's default, which names the Python version
+
+        def do_HEAD(self) -> None:
+            self._respond(body=False)
 
         def do_GET(self) -> None:
+            self._respond(body=True)
+
+        def _respond(self, body: bool) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._send(200, encoder(registry), content_type)
+                self._send(200, encoder(registry), body, content_type)
             elif path == "/healthz":
-                self._send(200, b"ok\n")
+                self._send(200, b"ok\n", body)
             elif path == "/readyz":
                 if ready.is_set():
-                    self._send(200, b"ready\n")
+                    self._send(200, b"ready\n", body)
                 else:
-                    self._send(503, b"loading state\n")
+                    self._send(503, b"loading state\n", body)
             elif path == "/":
-                self._send(200, _INDEX, "text/html; charset=utf-8")
+                self._send(200, _INDEX, body, "text/html; charset=utf-8")
             else:
-                self._send(404, b"not found; try /metrics\n")
+                self._send(404, b"not found; try /metrics\n", body)
 
-        def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+        def _send(
+            self, status: int, payload: bytes, body: bool, content_type: str = "text/plain; charset=utf-8"
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(body)
+            if body:
+                self.wfile.write(payload)
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
             log.debug("%s %s", self.address_string(), format % args)

@@ -73,6 +73,14 @@ class Service:
                 loaded += 1
         return loaded
 
+    def wait_for_retrains(self, timeout: float) -> bool:
+        """Give retrains still running (a query Prometheus has not answered) up to ``timeout`` to end.
+
+        The stop flag ends a retrain between requests and between fits, but
+        not inside a request that hangs until ``prometheus.timeout``.
+        """
+        return self.trainer.wait_idle(timeout)
+
     def retrain(self, forecast: Forecast) -> ForecastState | None:
         """One retrain of ``forecast`` now; None when it kept its previous forecast (the log says why)."""
         return self.trainer.run(forecast)

@@ -21,7 +21,7 @@ from dataclasses import replace
 from forecaster.breach import match_threshold
 from forecaster.errors import QueryAbandoned, QueryError, SkipReason, Stage, Stopped
 from forecaster.executor import Executor, FitTask, InlineExecutor
-from forecaster.exporter import Board, SelfMetrics
+from forecaster.exporter import Board, SelfMetrics, exposed_labels
 from forecaster.history import HistoryCache, merge, plan
 from forecaster.series import Labels, Series, SeriesSource, format_labels, series_key
 from forecaster.settings import Forecast
@@ -56,6 +56,8 @@ class Trainer:
         self.stop = stop or threading.Event()
         self._current: dict[str, ForecastState] = {}
         self._reported: set[tuple[str, tuple[tuple[str, str], ...], str]] = set()
+        self._running = 0
+        self._done = threading.Condition()
 
     def adopt(self, state: ForecastState) -> None:
         """Serve a state loaded from disk until the next retrain replaces it."""
@@ -70,6 +72,8 @@ class Trainer:
     def run(self, forecast: Forecast) -> ForecastState | None:
         """Retrain ``forecast``; on failure keep serving the previous state and return None."""
         started = time.monotonic()
+        with self._done:
+            self._running += 1
         try:
             return self._run(forecast)
         except Stopped:
@@ -77,6 +81,14 @@ class Trainer:
             return None
         finally:
             self._metrics.cycle_duration.labels(forecast.name).set(time.monotonic() - started)
+            with self._done:
+                self._running -= 1
+                self._done.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no retrain is running, False if one still is after ``timeout`` seconds."""
+        with self._done:
+            return self._done.wait_for(lambda: self._running == 0, timeout)
 
     def _run(self, forecast: Forecast) -> ForecastState | None:
         now = self._clock()
@@ -93,7 +105,7 @@ class Trainer:
                 "forecast %r: query %r returned no series; keeping the previous forecast", forecast.name, forecast.query
             )
             return None
-        series = self._guard_cardinality(forecast, series)
+        series = self._refuse_clashes(forecast, self._guard_cardinality(forecast, series))
         served = self._current.get(forecast.name)
         previous: Previous = {series_key(s.labels): s for s in served.series} if served else {}
         fitted = self._fit_all(forecast, series, fit_time, previous)
@@ -232,6 +244,32 @@ class Trainer:
                 )
             out.append(replace(state, threshold=threshold))
         return out
+
+    def _refuse_clashes(self, forecast: Forecast, series: list[Series]) -> list[Series]:
+        """Leave out every series whose exposed labels another one has too; Prometheus would keep only one.
+
+        ``{forecast="a"}`` and ``{exported_forecast="a"}`` are two series of the
+        query but one label set once ``forecast`` is renamed on the way out.
+        Keeping one would be a guess; both are refused, counted and logged.
+        """
+        groups: dict[tuple[tuple[str, str], ...], list[Series]] = {}
+        for item in series:
+            groups.setdefault(series_key(exposed_labels(item.labels)), []).append(item)
+        kept = []
+        for clashing in groups.values():
+            if len(clashing) == 1:
+                kept.append(clashing[0])
+                continue
+            names = ", ".join(format_labels(item.labels) for item in clashing)
+            for item in clashing:
+                self._skipped(
+                    forecast,
+                    item.labels,
+                    SkipReason.LABEL_CLASH,
+                    f"its labels as exposed are those of another series too ({names}); "
+                    "rename or drop the clashing label in the query (label_replace, or sum by (...))",
+                )
+        return kept
 
     def _guard_cardinality(self, forecast: Forecast, series: list[Series]) -> list[Series]:
         if len(series) <= forecast.max_series:

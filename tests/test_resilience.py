@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -101,6 +102,26 @@ def test_max_series_skips_the_extra_series_counts_them_and_names_the_query(tmp_p
     assert "max_series=2" in caplog.text and "sum by (name) (x)" in caplog.text and "Narrow the query" in caplog.text
 
 
+def test_series_that_would_be_exposed_alike_are_both_refused_and_counted(tmp_path, caplog):
+    clash = [
+        _constant("a"),
+        Series({"name": "b", "forecast": "x"}, *_arrays()),
+        Series({"name": "b", "exported_forecast": "x"}, *_arrays()),
+    ]
+    trainer, registry, forecast = _trainer(tmp_path, ScriptedSource(clash))
+    with caplog.at_level(logging.WARNING):
+        state = trainer.run(forecast)
+    assert state is not None and [s.labels for s in state.series] == [{"name": "a"}]
+    labels = {"forecast": "guarded", "reason": "label_clash"}
+    assert registry.get_sample_value("forecaster_series_skipped_total", labels) == 2
+    assert "rename or drop the clashing label" in caplog.text
+
+
+def _arrays(points: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    series = _constant("any", points)
+    return series.timestamps, series.values
+
+
 def test_a_skipped_series_is_counted_every_run_but_logged_once(tmp_path, caplog):
     answers = [[_constant("ok"), _constant("tiny", points=3)] for _ in range(3)]
     trainer, registry, forecast = _trainer(tmp_path, ScriptedSource(*answers))
@@ -141,5 +162,29 @@ def test_healthz_answers_at_once_and_readyz_only_once_state_is_loaded():
         assert httpx.get(url + "/metrics").status_code == 200
         ready.set()
         assert httpx.get(url + "/readyz").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_the_http_server_answers_head_names_no_python_and_drops_idle_connections(monkeypatch):
+    import socket
+
+    from forecaster import server as server_module
+
+    monkeypatch.setattr(server_module, "IDLE_TIMEOUT", 0.5)
+    ready = threading.Event()
+    ready.set()
+    server = MetricsServer(CollectorRegistry(), "127.0.0.1", 0, ready)
+    server.start()
+    url = "http://{}:{}".format(*server.address)
+    try:
+        head = httpx.head(url + "/healthz")
+        assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == "3"
+        assert head.headers["server"] == "forecaster"
+        with socket.create_connection(server.address, timeout=5) as idle:
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and then nothing more
+            started = time.monotonic()
+            assert idle.recv(1024) == b""  # closed by the server, not by our 5 s timeout
+            assert time.monotonic() - started < 3
     finally:
         server.stop()

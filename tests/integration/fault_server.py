@@ -1,8 +1,10 @@
-"""A stand-in for Prometheus' HTTP API that misbehaves on cue: 500, 503, malformed JSON, hangs.
+"""A stand-in for Prometheus' HTTP API that misbehaves on cue: 500, 503, malformed JSON, hangs, odd shapes.
 
 Runs the stdlib HTTP server on a free loopback port in a background thread;
 each request takes the next behaviour from ``script`` (then ``default``), and
 every request is recorded with its headers so tests can see what reached it.
+``answers`` maps an API path to a JSON body that path always gets instead, for
+answers that parse but have the wrong shape (``{"status": "success", "data": []}``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ MALFORMED = "malformed"
 
 
 class FaultServer:
-    def __init__(self, script: list[str | int] | None = None, default: str | int = OK, hang_seconds: float = 5.0):
+    def __init__(
+        self,
+        script: list[str | int] | None = None,
+        default: str | int = OK,
+        hang_seconds: float = 5.0,
+        answers: dict[str, object] | None = None,
+    ):
+        self.answers = answers or {}
         self.script = list(script or [])
         self.default = default
         self.hang_seconds = hang_seconds
@@ -46,7 +55,9 @@ class FaultServer:
                 with server._lock:
                     server.requests.append((url.path, params, dict(self.headers.items())))
                 behaviour = server._next()
-                if behaviour == HANG:
+                if url.path in server.answers:
+                    body, status = json.dumps(server.answers[url.path]).encode(), 200
+                elif behaviour == HANG:
                     server._closing.wait(server.hang_seconds)
                     body, status = _matrix(params), 200
                 elif behaviour == MALFORMED:
