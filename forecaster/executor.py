@@ -130,6 +130,14 @@ def _worker_main(conn: Connection, timeout: float) -> None:
     # A group of its own, so that killing the worker kills the Stan solver it started too.
     os.setpgid(0, 0)
     _use_own_scratch()
+    try:
+        _serve(conn, timeout)
+    finally:
+        # Also when the service died without stopping its workers: the pipe closes and this worker ends here.
+        shutil.rmtree(scratch_dir(os.getpid()), ignore_errors=True)
+
+
+def _serve(conn: Connection, timeout: float) -> None:
     while True:
         try:
             task = conn.recv()

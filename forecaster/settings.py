@@ -72,6 +72,11 @@ class BreachConfig(StrictModel):
     direction: Literal["above", "below"] | None = None
     band: Literal["yhat", "yhat_lower", "yhat_upper"] | None = None
 
+    @field_validator("threshold_query")
+    @classmethod
+    def _threshold_query(cls, value: str | None) -> str | None:
+        return None if value is None else promql(value)
+
     @model_validator(mode="after")
     def _one_threshold(self) -> BreachConfig:
         given = [key for key in ("above", "below", "threshold_query") if getattr(self, key) is not None]
@@ -81,7 +86,6 @@ class BreachConfig(StrictModel):
                 + (f"; got {', '.join(given)}" if given else "")
             )
         if self.threshold_query is not None:
-            promql(self.threshold_query)
             if self.direction is None:
                 raise ValueError("threshold_query needs direction: above or below")
         elif self.direction is not None:

@@ -176,3 +176,22 @@ def test_a_header_value_that_cannot_be_sent_is_a_config_error_without_the_value(
     text = "\n".join(raised.value.problems)
     assert "prometheus.headers" in text and "X-Scope-OrgID" in text and "secret" not in text
     assert "'Tök' is not an HTTP header name" in text
+
+
+def test_a_tls_failure_says_so_and_is_not_retried():
+    import ssl
+
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        try:
+            raise ssl.SSLCertVerificationError("certificate verify failed: unable to get local issuer certificate")
+        except ssl.SSLError as exc:
+            raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed") from exc
+
+    client = httpx.Client(base_url="https://prom.test", transport=httpx.MockTransport(handler))
+    source = PrometheusSource(client, retries=3, sleep=lambda _: None)
+    with pytest.raises(QueryError, match="the TLS handshake with Prometheus failed") as raised:
+        source.query_range("up", 0, 600, 60, forecast="f")
+    assert len(calls) == 1 and "is Prometheus up" not in str(raised.value)

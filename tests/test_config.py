@@ -115,7 +115,7 @@ CANNOT_RUN = {
     ),
     "invalid PromQL in threshold_query": (
         {"breach": {"threshold_query": "up{", "direction": "above"}},
-        "forecasts[0].breach: 'up{' is not valid PromQL",
+        "forecasts[0].breach.threshold_query: 'up{' is not valid PromQL",
     ),
     "retrain_every 1ms": ({"retrain_every": "1ms"}, "forecasts[0].retrain_every: '1ms' is shorter than"),
     "step 1ms": ({"step": "1ms"}, "forecasts[0].step: '1ms' is shorter than"),

@@ -234,8 +234,12 @@ def _config(prometheus_url: str, state_dir: Path) -> dict[str, Any]:
             # Default model settings, as a user who only sets breach would have them.
             {"name": "disk", "query": "disk_free_bytes", "breach": {"below": 0}},
             filesystem,  # as shipped: a threshold from threshold_query, matched by labels
-            # Prometheus refuses this query: errors rise and the forecast never fits.
-            {"name": "broken", "query": "disk_free_bytes{", "retrain_every": "5s"},
+            # Valid PromQL that Prometheus refuses to run (three series, one label set): errors rise, no fit.
+            {
+                "name": "broken",
+                "query": 'label_replace(disk_free_bytes, "instance", "same", "", "")',
+                "retrain_every": "10s",
+            },
         ],
     }
 

@@ -69,7 +69,7 @@ def test_bad_series_never_crash_the_service_or_expose_nan_and_tiny_ones_are_skip
         {
             "prometheus": {"url": prometheus.url, "timeout": "10s"},
             "state_dir": str(tmp_path / "state"),
-            "defaults": {"history": "2d", "step": "5m", "horizon": "3h", "horizons": ["1h"], "retrain_every": "5s"},
+            "defaults": {"history": "2d", "step": "5m", "horizon": "3h", "horizons": ["1h"], "retrain_every": "10s"},
             "forecasts": [{"name": "bad", "query": "bad_data"}],
         }
     )

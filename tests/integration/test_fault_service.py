@@ -128,3 +128,31 @@ def test_a_state_file_with_an_impossible_fit_time_is_set_aside_and_refitted(tmp_
             assert math.isfinite(served) and served <= time.time()
         finally:
             assert service.stop() == 0
+
+
+def test_a_query_matching_two_metrics_with_equal_labels_gives_two_series(tmp_path):
+    from devtools.local_prometheus import LocalPrometheus
+    from devtools.remote_write import push
+    from devtools.synthetic import Signal
+    from forecaster.config import PrometheusConfig
+    from forecaster.prometheus import PrometheusSource, build_http_client
+    from tests.helpers import history
+
+    with LocalPrometheus(data_dir=tmp_path) as prom:
+        push(
+            prom.write_url,
+            [
+                history({"__name__": name, "job": "same"}, Signal(base=base), span=3600, step=60)
+                for name, base in (("alpha_total", 10.0), ("beta_total", 500.0))
+            ],
+        )
+        source = PrometheusSource(build_http_client(PrometheusConfig(url=prom.url)))
+        end = time.time()
+        pulled = source.query_range('{__name__=~"alpha_total|beta_total"}', end - 3000, end, 60, forecast="f")
+        source.close()
+    assert sorted((s.labels["metric_name"], s.labels["job"]) for s in pulled) == [
+        ("alpha_total", "same"),
+        ("beta_total", "same"),
+    ]
+    by_name = {s.labels["metric_name"]: float(np.nanmedian(s.values)) for s in pulled}
+    assert by_name["alpha_total"] < 100 < by_name["beta_total"]
