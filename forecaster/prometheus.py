@@ -257,10 +257,11 @@ class PrometheusSource:
             kind = body.get("errorType") if isinstance(body, dict) else ""
             kind = kind if isinstance(kind, str) else ""
             cls = BadQueryError if kind == "bad_data" or response.status_code in (400, 422) else QueryError
-            raise cls(f"Prometheus: {kind + ': ' if kind else ''}{error}", forecast=forecast, query=query)
+            message = _one_line(f"{kind + ': ' if kind else ''}{error}")
+            raise cls(f"Prometheus: {message}", forecast=forecast, query=query)
         warnings = body.get("warnings")
         for warning in warnings if isinstance(warnings, list) else []:
-            log.warning("forecast %r: Prometheus warns about query %r: %s", forecast, query, warning)
+            log.warning("forecast %r: Prometheus warns about query %r: %s", forecast, query, _one_line(str(warning)))
         return body.get("data")
 
 
@@ -276,7 +277,7 @@ def _retry_after(header: str | None) -> float | None:
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
-        return f": {body.get('error')}" if isinstance(body, dict) and body.get("error") else ""
+        return f": {_one_line(str(body['error']))}" if isinstance(body, dict) and body.get("error") else ""
     except ValueError:
         return ""
 
@@ -308,3 +309,8 @@ def _is_tls_failure(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc)
+
+
+def _one_line(text: str) -> str:
+    """Server-supplied text for a log line: at most 500 characters, line breaks escaped, so none can forge a line."""
+    return text[:500].replace("\r", "\\r").replace("\n", "\\n")

@@ -195,3 +195,10 @@ def test_a_tls_failure_says_so_and_is_not_retried():
     with pytest.raises(QueryError, match="the TLS handshake with Prometheus failed") as raised:
         source.query_range("up", 0, 600, 60, forecast="f")
     assert len(calls) == 1 and "is Prometheus up" not in str(raised.value)
+
+
+def test_an_error_text_with_line_breaks_cannot_forge_a_log_line():
+    body = {"status": "error", "errorType": "execution", "error": "boom\nERROR forecaster: forged"}
+    with pytest.raises(QueryError) as raised:
+        _source(lambda request: httpx.Response(422, json=body)).query_range("up", 0, 600, 60, forecast="f")
+    assert "\n" not in str(raised.value) and "boom\\nERROR" in str(raised.value)
