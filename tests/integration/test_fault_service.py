@@ -97,7 +97,9 @@ def test_sigterm_while_prometheus_hangs_exits_0_within_5_seconds(tmp_path):
         time.sleep(1)
         started = time.monotonic()
         assert service.stop(signal.SIGTERM, timeout=10) == 0
-        assert time.monotonic() - started < 5
+        took = time.monotonic() - started
+        print(f"\nSIGTERM while Prometheus hangs: exit 0 after {took:.1f}s")
+        assert took < 5
 
 
 def _stored(state_dir: Path, fit_time: float) -> Path:
@@ -122,7 +124,9 @@ def test_a_state_file_with_an_impossible_fit_time_is_set_aside_and_refitted(tmp_
         service = Service(config, free_port(), tmp_path / "service.log").start()
         try:
             wait_for(lambda: _served(service), 90, "a fresh fit to be served")
-            assert time.monotonic() - started < 90
+            took = time.monotonic() - started
+            print(f"\nfit_time {fit_time}: set aside, a fresh fit served {took:.1f}s after the start")
+            assert took < 90
             assert list(path.parent.glob("f.json.bad-*"))
             served = json.loads(path.read_bytes())["fit_time"]
             assert math.isfinite(served) and served <= time.time()
