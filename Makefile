@@ -14,9 +14,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-# The distribution's Prometheus (and promtool, Alertmanager) for the demo and the integration tests.
+# The distribution's Prometheus (and promtool, Alertmanager, docker-compose) for the tests.
 prometheus:
-	@scripts/ensure-prometheus
+	@scripts/ensure-prometheus test
 
 test: venv prometheus
 	$(BIN)/pytest
@@ -33,7 +33,9 @@ lint: venv
 check: venv
 	$(BIN)/forecaster check -c $(CONFIG)
 
-demo: venv prometheus
+# The demo needs only Prometheus itself.
+demo: venv
+	@scripts/ensure-prometheus demo
 	$(BIN)/python -m devtools.demo
 
 clean:

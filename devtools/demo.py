@@ -1,10 +1,15 @@
 """``make demo``: a local Prometheus with weeks of realistic history, and the forecaster on it.
 
-Starts the distribution's Prometheus on 127.0.0.1:9090 (or a free port),
-back-fills three weeks of synthetic traffic, latency and disk series through
-remote write, keeps appending live samples (never future-dated), runs
-``forecaster run`` on 127.0.0.1:9095, and prints where to look.
-Ctrl-C stops everything.
+Starts the distribution's Prometheus on 127.0.0.1:9090 (or a free port) with
+the shipped alert rules and the demo's ``forecast:actual`` recording rules
+(checked to be loaded), back-fills three weeks of synthetic traffic and disk
+series through remote write, keeps appending live samples (never
+future-dated), runs ``forecaster run`` on 127.0.0.1:9095, and prints where
+to look. Every convention the README claims shows: each series carries
+``job`` and ``instance`` and pairs with its forecast; the disk fills within a
+week, so ``ForecastBreachSoon`` goes pending minutes after the start; a few
+minutes in, one series' traffic jumps and ``ForecastOutsideBand`` catches
+it. Alerts are printed as they change. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+import httpx
 import numpy as np
 import yaml
 
@@ -29,6 +35,11 @@ from devtools.synthetic import DAY, Signal, grid
 HISTORY_DAYS = 21
 STEP = 60.0
 LIVE_EVERY = 15.0
+# The anomaly: web-1's traffic jumps this many times over, this long after start-up, for this long.
+ANOMALY_FACTOR = 3.0
+ANOMALY_AFTER = 180.0
+ANOMALY_FOR = 600.0
+ANOMALY_INSTANCE = "web-1"
 
 Key = tuple[tuple[str, str], ...]
 
@@ -54,13 +65,14 @@ def _series(now: float) -> dict[Key, Signal]:
         (("__name__", "demo_http_requests_per_second"), ("instance", "web-1"), ("job", "web")): Signal(
             base=45, daily=20, weekly=8, noise=3, phase=1.0, origin=now
         ),
-        # 120 GB free today, shrinking 12 GB a day: full in about ten days.
+        # 60 GB free today, shrinking 12 GB a day: full in five days, inside ForecastBreachSoon's week.
         (
             ("__name__", "demo_disk_free_bytes"),
             ("device", "sda1"),
             ("instance", "db-1"),
+            ("job", "node"),
             ("mountpoint", "/data"),
-        ): Signal(base=120e9, daily=0.6e9, trend_per_day=-12e9, noise=0.15e9, phase=0.5, origin=now),
+        ): Signal(base=60e9, daily=0.6e9, trend_per_day=-12e9, noise=0.15e9, phase=0.5, origin=now),
     }
 
 
@@ -96,12 +108,15 @@ def _history(series: dict[Key, Signal], end: float) -> list[TimeSeries]:
     return [TimeSeries(dict(key), ms, sig.sample(t, seed=i).tolist()) for i, (key, sig) in enumerate(series.items())]
 
 
-def _live(series: dict[Key, Signal], now: float, rng: np.random.Generator) -> list[TimeSeries]:
+def _live(series: dict[Key, Signal], now: float, rng: np.random.Generator, anomaly: bool) -> list[TimeSeries]:
     at = math.floor(now)
-    return [
-        TimeSeries(dict(key), [at * 1000], [float(sig.clean(at)) + float(rng.normal(0, sig.noise))])
-        for key, sig in series.items()
-    ]
+    out = []
+    for key, sig in series.items():
+        value = float(sig.clean(at)) + float(rng.normal(0, sig.noise))
+        if anomaly and ("instance", ANOMALY_INSTANCE) in key:
+            value *= ANOMALY_FACTOR
+        out.append(TimeSeries(dict(key), [at * 1000], [value]))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        missing = _rule_groups_missing(prometheus)
+        if missing:
+            print(f"demo: Prometheus did not load the rule groups {', '.join(missing)}; see {prometheus.log_path}")
+            return 1
         started = time.monotonic()
         series = _series(time.time())
         sent = push(prometheus.write_url, _history(series, time.time() - 1))
@@ -139,8 +158,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         forecaster = subprocess.Popen([sys.executable, "-m", "forecaster", "run", "-c", str(config_path)])
         _announce(prometheus.url, config_path)
         rng = np.random.default_rng()
+        ready = time.monotonic()
+        alerts: dict[tuple[str, str], str] = {}
+        shown: set[tuple[str, str]] = set()
+        anomaly = False
         while not stopping:
-            push(prometheus.write_url, _live(series, time.time() - 1, rng))
+            since = time.monotonic() - ready
+            if anomaly != (ANOMALY_AFTER <= since < ANOMALY_AFTER + ANOMALY_FOR):
+                anomaly = not anomaly
+                change = f"jumps {ANOMALY_FACTOR:g}x for {ANOMALY_FOR / 60:.0f} minutes" if anomaly else "is back"
+                print(f"demo: {ANOMALY_INSTANCE}'s traffic {change}", flush=True)
+            push(prometheus.write_url, _live(series, time.time() - 1, rng, anomaly))
+            alerts = _print_alert_changes(prometheus, alerts, shown)
             if forecaster.poll() is not None:
                 print(f"demo: the forecaster exited with {forecaster.returncode}", file=sys.stderr)
                 return 1
@@ -161,7 +190,8 @@ def _rule_files(state_dir: Path) -> list[str]:
     from forecaster.config import parse
     from forecaster.recording_rules import render
 
-    actuals = state_dir / "forecast-actuals.yml"
+    # Absolute: Prometheus resolves a relative rule file against its own config's folder, not this one.
+    actuals = (state_dir / "forecast-actuals.yml").resolve()
     actuals.write_text(render(parse(_config("http://127.0.0.1:9090", state_dir / "state")), "the demo config"))
     shipped = Path(__file__).resolve().parent.parent / "rules" / "forecaster-alerts.yml"
     return [str(actuals), str(shipped)]
@@ -204,6 +234,44 @@ def _quote(text: str) -> str:
     from urllib.parse import quote
 
     return quote(text, safe="")
+
+
+def _rule_groups_missing(prometheus: LocalPrometheus) -> list[str]:
+    """The rule groups the demo gave Prometheus that it does not report as loaded."""
+    shipped = yaml.safe_load((Path(__file__).resolve().parent.parent / "rules" / "forecaster-alerts.yml").read_text())
+    expected = {"forecast-actuals", *(group["name"] for group in shipped["groups"])}
+    body = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()
+    loaded = {group["name"] for group in body["data"]["groups"]}
+    return sorted(expected - loaded)
+
+
+def _print_alert_changes(
+    prometheus: LocalPrometheus, before: dict[tuple[str, str], str], shown: set[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Print alerts going pending (the first time each does), firing, or resolved after firing; returns them now.
+
+    An 80% band misses one sample in five, so ForecastOutsideBand goes pending and clears again all the
+    time; only its first pending and any firing are news.
+    """
+    try:
+        body = httpx.get(f"{prometheus.url}/api/v1/alerts", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return before
+    now: dict[tuple[str, str], str] = {}
+    summaries: dict[tuple[str, str], str] = {}
+    for alert in body.get("data", {}).get("alerts", []):
+        labels = {k: v for k, v in alert["labels"].items() if k not in ("alertname", "severity")}
+        key = (alert["labels"]["alertname"], ", ".join(f"{k}={v}" for k, v in sorted(labels.items())))
+        now[key] = alert["state"]
+        summaries[key] = alert.get("annotations", {}).get("summary", "")
+    for key, state in now.items():
+        if (state == "firing" and before.get(key) != "firing") or (state == "pending" and key not in shown):
+            print(f"demo: alert {key[0]} {state}: {summaries[key] or key[1]}", flush=True)
+            shown.add(key)
+    for key in before.keys() - now.keys():
+        if before[key] == "firing":
+            print(f"demo: alert {key[0]} resolved: {key[1]}", flush=True)
+    return now
 
 
 if __name__ == "__main__":

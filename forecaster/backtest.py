@@ -174,13 +174,15 @@ def format_duration(seconds: float) -> str:
 
 def write_table(reports: Sequence[SeriesReport], width: float, out: TextIO) -> Summary:
     """The per-series table (MAE, MASE, coverage) and the summary lines under it."""
-    header = f"{'series':<44}{'horizon':>8}{'points':>8}{'model':>19}"
+    # As wide as the longest series name: a label set cut short no longer says which series a row is.
+    width = max([len("series"), *(len(score.series) for report in reports for score in report.scores)]) + 2
+    header = f"{'series':<{width}}{'horizon':>8}{'points':>8}{'model':>19}"
     header += "".join(f"{b:>19}" for b in BASELINES) + f"{'best':>19}{'coverage':>10}\n"
     out.write("MAE (MASE in brackets); coverage of the model's band\n")
     out.write(header)
     for report in reports:
         for score in report.scores:
-            cells = [f"{score.series[:43]:<44}{format_duration(score.horizon):>8}{score.points:>8}"]
+            cells = [f"{score.series:<{width}}{format_duration(score.horizon):>8}{score.points:>8}"]
             cells.append(f"{_cell(score, MODEL):>19}")
             cells.extend(f"{_cell(score, b):>19}" for b in BASELINES)
             cells.append(f"{score.best_baseline:>19}{_percent(score.coverage):>10}")

@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     forecast.add_argument("--name", help="only this forecast")
     forecast.add_argument("--format", choices=["table", "jsonl"], default="table")
     forecast.add_argument(
+        "--full", action="store_true", help="with --format table: every point of each frame, not a line per series"
+    )
+    forecast.add_argument(
         "--at",
         action="append",
         metavar="TIME",
@@ -176,7 +179,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 def _forecast(config: Config, args: argparse.Namespace) -> int:
     forecasts = [config.forecast(args.name)] if args.name else list(config.forecasts)
     if args.at:
-        return _forecast_at(config, forecasts, [asof.parse_time(text) for text in args.at], args.format)
+        return _forecast_at(config, forecasts, [asof.parse_time(text) for text in args.at], args.format, args.full)
     service = Service(config)
     failed = 0
     try:
@@ -186,13 +189,13 @@ def _forecast(config: Config, args: argparse.Namespace) -> int:
             if state is None:
                 failed += 1
                 continue
-            print_state(state, args.format, sys.stdout)
+            print_state(state, args.format, sys.stdout, full=args.full)
     finally:
         service.close()
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-def _forecast_at(config: Config, forecasts: list[Forecast], times: list[float], fmt: str) -> int:
+def _forecast_at(config: Config, forecasts: list[Forecast], times: list[float], fmt: str, full: bool) -> int:
     # No Service: nothing here may read or write the history cache or the stored state.
     source = PrometheusSource.from_config(config.prometheus)
     failed = 0
@@ -206,7 +209,7 @@ def _forecast_at(config: Config, forecasts: list[Forecast], times: list[float], 
                     log.error("forecast %r: no series could be fitted as of %s", forecast.name, _utc(at))
                     failed += 1
                     continue
-                print_state(state, fmt, sys.stdout, at=at)
+                print_state(state, fmt, sys.stdout, at=at, full=full)
     finally:
         source.close()
     return EXIT_FAILURE if failed else EXIT_OK
@@ -252,8 +255,11 @@ def _utc(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
-def print_state(state: ForecastState, fmt: str, out: TextIO, at: float | None = None) -> None:
-    """``at`` (the origin of an as-of forecast) adds an ``at`` key to each jsonl record."""
+def print_state(state: ForecastState, fmt: str, out: TextIO, at: float | None = None, full: bool = False) -> None:
+    """One line per series (``table``), every frame point (``table`` with ``full``) or one JSON object a point.
+
+    ``at`` (the origin of an as-of forecast) adds an ``at`` key to each jsonl record.
+    """
     if fmt == "jsonl":
         for series in state.series:
             frame = series.frame
@@ -274,6 +280,9 @@ def print_state(state: ForecastState, fmt: str, out: TextIO, at: float | None = 
         f"forecast {state.forecast}: {len(state.series)} series, fit at "
         f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(state.fit_time))}\n"
     )
+    if not full:
+        _summary(state, out)
+        return
     out.write(f"{'time (UTC)':<22}{'yhat':>14}{'yhat_lower':>14}{'yhat_upper':>14}\n")
     for series in state.series:
         out.write(f"{format_labels(series.labels)}\n")
@@ -281,3 +290,19 @@ def print_state(state: ForecastState, fmt: str, out: TextIO, at: float | None = 
         for i in range(len(frame.ds)):
             when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(frame.ds[i]))
             out.write(f"  {when:<20}{frame.yhat[i]:>14.6g}{frame.yhat_lower[i]:>14.6g}{frame.yhat_upper[i]:>14.6g}\n")
+
+
+def _summary(state: ForecastState, out: TextIO) -> None:
+    """Per series: the forecast at the fit time and at the end of the frame, each with its band."""
+    if not state.series:
+        return
+    names = [format_labels(series.labels) for series in state.series]
+    width = max(len("series"), *(len(name) for name in names)) + 2
+    end = state.series[0].frame.ds[-1] - state.fit_time
+    ahead = f"in {end / 3600:g}h" if end < 2 * 86400 else f"in {end / 86400:g}d"
+    out.write(f"{'series':<{width}}{'now (band)':>34}{ahead + ' (band)':>34}\n")
+    for name, series in zip(names, state.series, strict=True):
+        frame = series.frame
+        cells = [f"{frame.yhat[i]:.4g} ({frame.yhat_lower[i]:.4g} .. {frame.yhat_upper[i]:.4g})" for i in (0, -1)]
+        out.write(f"{name:<{width}}{cells[0]:>34}{cells[1]:>34}\n")
+    out.write("every point of each frame: --full, or --format jsonl\n")

@@ -41,11 +41,14 @@ def plot(report: SeriesReport, timestamps: np.ndarray, values: np.ndarray, path:
     axes.plot((ts[shown] - end) / DAY, ys[shown], color="black", linewidth=0.7, label="actual")
     for i, run in enumerate(report.runs):
         days = (run.frame.ds - end) / DAY
-        axes.fill_between(days, run.frame.yhat_lower, run.frame.yhat_upper, color="tab:blue", alpha=0.2)
+        band = "band (interval_width)" if i == 0 else None
+        axes.fill_between(days, run.frame.yhat_lower, run.frame.yhat_upper, color="tab:blue", alpha=0.2, label=band)
         axes.plot(days, run.frame.yhat, color="tab:blue", linewidth=1, label="forecast" if i == 0 else None)
-        axes.axvline((run.origin - end) / DAY, color="tab:red", linewidth=0.6, linestyle="--")
+        origin = "origins" if i == 0 else None
+        axes.axvline((run.origin - end) / DAY, color="tab:red", linewidth=0.6, linestyle="--", label=origin)
     axes.set_title(f"{report.series}: origins (dashed), forecast and band")
     axes.set_xlabel("days before the last sample")
+    axes.set_ylabel(f"{report.series.split('{', 1)[0]} (value)")
     axes.legend(loc="upper left")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
