@@ -201,6 +201,8 @@ def _port_free(port: int) -> bool:
     import socket
 
     with socket.socket() as sock:
+        # As the servers themselves bind: connections of a demo just stopped (TIME_WAIT) do not block the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

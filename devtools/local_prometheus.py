@@ -99,6 +99,8 @@ class LocalPrometheus:
             f"--storage.tsdb.path={self.dir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--web.enable-remote-write-receiver",
+            # Back-filled history is as old as the out-of-order window allows; the default 15d would delete part of it.
+            f"--storage.tsdb.retention.time={self._ooo}",
             "--web.enable-lifecycle",
             *self._extra_args,
         ]

@@ -20,6 +20,7 @@ from forecaster import plot
 from forecaster.backtest import FitFunction, SeriesReport, choose_origins, evaluate_series
 from forecaster.errors import ConfigError, SeriesSkipped
 from forecaster.model.fit import fit_predict
+from forecaster.model.seasonality import DAY
 from forecaster.series import Series, SeriesSource, format_labels
 from forecaster.settings import Forecast
 from forecaster.state import ForecastState, SeriesState
@@ -107,7 +108,10 @@ def backtest(
         if len(item.timestamps) == 0:
             progress.update()
             continue
-        chosen = choose_origins(float(np.max(item.timestamps)), origins, spacing, reach, step)
+        # An origin needs some history behind it: min_points samples, and two days for the daily terms.
+        needed = max(forecast.min_points * step, min(2 * DAY, forecast.history.seconds))
+        earliest = float(np.min(item.timestamps)) + needed
+        chosen = choose_origins(float(np.max(item.timestamps)), origins, spacing, reach, step, earliest)
         name = f"{forecast.name}{format_labels(item.labels)}"
         report = evaluate_series(
             name, item.timestamps, item.values, spec, forecast.history.seconds, horizons, chosen, fit

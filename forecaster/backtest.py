@@ -38,9 +38,19 @@ def naive_scale(ys: np.ndarray) -> float:
     return float(np.mean(np.abs(np.diff(ys)))) if len(ys) > 1 else math.nan
 
 
-def choose_origins(last: float, count: int, spacing: float, reach: float, step: float) -> list[float]:
-    """``count`` step-aligned origins, ``spacing`` apart, the last one ``reach`` before the last sample."""
+def choose_origins(
+    last: float, count: int, spacing: float, reach: float, step: float, earliest: float = -math.inf
+) -> list[float]:
+    """``count`` step-aligned origins, ``spacing`` apart, the last one ``reach`` before the last sample.
+
+    Where that would put the first origin before ``earliest`` (the first time
+    with enough history behind it to fit), the origins move closer together
+    instead, so a short history is backtested at every origin rather than
+    skipped at most of them.
+    """
     final = math.floor((last - reach) / step) * step
+    if count > 1 and final - spacing * (count - 1) < earliest < final:
+        spacing = max(step, math.floor((final - earliest) / (count - 1) / step) * step)
     return [final - spacing * (count - 1 - i) for i in range(count)]
 
 
@@ -175,14 +185,14 @@ def format_duration(seconds: float) -> str:
 def write_table(reports: Sequence[SeriesReport], width: float, out: TextIO) -> Summary:
     """The per-series table (MAE, MASE, coverage) and the summary lines under it."""
     # As wide as the longest series name: a label set cut short no longer says which series a row is.
-    width = max([len("series"), *(len(score.series) for report in reports for score in report.scores)]) + 2
-    header = f"{'series':<{width}}{'horizon':>8}{'points':>8}{'model':>19}"
+    names = max([len("series"), *(len(score.series) for report in reports for score in report.scores)]) + 2
+    header = f"{'series':<{names}}{'horizon':>8}{'points':>8}{'model':>19}"
     header += "".join(f"{b:>19}" for b in BASELINES) + f"{'best':>19}{'coverage':>10}\n"
     out.write("MAE (MASE in brackets); coverage of the model's band\n")
     out.write(header)
     for report in reports:
         for score in report.scores:
-            cells = [f"{score.series:<{width}}{format_duration(score.horizon):>8}{score.points:>8}"]
+            cells = [f"{score.series:<{names}}{format_duration(score.horizon):>8}{score.points:>8}"]
             cells.append(f"{_cell(score, MODEL):>19}")
             cells.extend(f"{_cell(score, b):>19}" for b in BASELINES)
             cells.append(f"{score.best_baseline:>19}{_percent(score.coverage):>10}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecaster.backtest import MODEL, Score, SeriesReport, choose_origins, naive_scale, summarize
+from forecaster.backtest import MODEL, Score, SeriesReport, choose_origins, naive_scale, summarize, write_table
 from forecaster.model.seasonality import DAY
 from forecaster.skill import BASELINES
 
@@ -37,3 +37,25 @@ def test_summary_counts_wins_per_baseline_and_against_the_best_in_hindsight():
     assert summary.wins_best == 1
     assert summary.median_ratio == pytest.approx(1.5)
     assert (summary.calibrated, summary.series) == (1, 2)
+
+
+def test_origins_move_closer_on_a_history_too_short_for_their_spacing():
+    # 21 days of data, a 14-day reach: six origins a reach apart would start 84 days before the data.
+    origins = choose_origins(21 * DAY, 6, 14 * DAY, 14 * DAY, STEP, earliest=2 * DAY)
+    assert len(origins) == 6 and origins[0] >= 2 * DAY and origins[-1] == 7 * DAY
+    assert len(set(origins)) == 6 and all(o % STEP == 0 for o in origins)
+    # With room enough, nothing changes.
+    assert choose_origins(10 * DAY + 17.0, 4, DAY, DAY, STEP, earliest=0.0) == [6 * DAY, 7 * DAY, 8 * DAY, 9 * DAY]
+
+
+def test_the_table_names_whole_series_and_judges_the_band_by_interval_width():
+    import dataclasses
+    import io
+
+    name = 'disk_free{device="sda1", instance="db-1", job="node", mountpoint="/data"}'
+    out = io.StringIO()
+    score = dataclasses.replace(_score(1.0), series=name)
+    summary = write_table([SeriesReport(name, [], [score], 0.83)], 0.8, out)
+    assert name in out.getvalue()
+    assert "80% band covers 70%–90% of what followed: 1 of 1" in out.getvalue()
+    assert (summary.calibrated, summary.series) == (1, 1)
