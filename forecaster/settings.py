@@ -20,7 +20,7 @@ from forecaster.duration import Duration
 from forecaster.model.options import FitSpec, ModelOptions, ProphetOptions
 
 NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-# Bounds that keep one series' history and frame in tens of MB and a retrain from hammering Prometheus.
+# Bounds that keep one series' history (16 bytes a point) and frame to a few MB, and Prometheus unhammered.
 MAX_HISTORY_POINTS = 250_000
 MAX_FRAME_POINTS = 20_000
 MIN_STEP = 1.0
