@@ -40,6 +40,7 @@ ANOMALY_FACTOR = 3.0
 ANOMALY_AFTER = 180.0
 ANOMALY_FOR = 600.0
 ANOMALY_INSTANCE = "web-1"
+ALERT_RULES = Path(__file__).resolve().parent.parent / "rules" / "forecaster-alerts.yml"
 
 Key = tuple[tuple[str, str], ...]
 
@@ -193,8 +194,7 @@ def _rule_files(state_dir: Path) -> list[str]:
     # Absolute: Prometheus resolves a relative rule file against its own config's folder, not this one.
     actuals = (state_dir / "forecast-actuals.yml").resolve()
     actuals.write_text(render(parse(_config("http://127.0.0.1:9090", state_dir / "state")), "the demo config"))
-    shipped = Path(__file__).resolve().parent.parent / "rules" / "forecaster-alerts.yml"
-    return [str(actuals), str(shipped)]
+    return [str(actuals), str(ALERT_RULES)]
 
 
 def _port_free(port: int) -> bool:
@@ -240,7 +240,7 @@ def _quote(text: str) -> str:
 
 def _rule_groups_missing(prometheus: LocalPrometheus) -> list[str]:
     """The rule groups the demo gave Prometheus that it does not report as loaded."""
-    shipped = yaml.safe_load((Path(__file__).resolve().parent.parent / "rules" / "forecaster-alerts.yml").read_text())
+    shipped = yaml.safe_load(ALERT_RULES.read_text())
     expected = {"forecast-actuals", *(group["name"] for group in shipped["groups"])}
     body = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()
     loaded = {group["name"] for group in body["data"]["groups"]}

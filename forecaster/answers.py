@@ -11,12 +11,12 @@ bad answer costs one retrain, is counted, and never surfaces as a traceback.
     instant query  {"resultType": "vector", "result": [{"metric": {...}, "value": [t, "v"]}, ...]}
 
 A series keeps its full label set, ``__name__`` included, until the source
-has seen every series of the answer (see ``name_series``).
+has seen every series of the answer (see ``several_metrics``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -61,21 +61,20 @@ def vector(data: object) -> list[tuple[Labels, float]]:
     return out
 
 
-def name_series(series: Sequence[Series]) -> list[Series]:
-    """Series labels without ``__name__``, unless the answer holds several metrics: then ``metric_name`` keeps it.
+def several_metrics(label_sets: Iterable[Labels]) -> bool:
+    """Whether an answer's series belong to more than one metric: then each keeps its name (see ``identity``).
 
     A query such as ``{__name__=~"up|scrape_samples_scraped"}`` returns series
     that differ only in their name; dropping it would merge them into one.
     """
-    names = {s.labels.get("__name__") for s in series}
-    keep = len(names) > 1
-    out = []
-    for item in series:
-        labels = dict(item.labels)
-        name = labels.pop("__name__", None)
-        if keep and name is not None:
-            labels[NAME_LABEL] = name
-        out.append(Series(labels, item.timestamps, item.values))
+    return len({labels.get("__name__") for labels in label_sets}) > 1
+
+
+def identity(labels: Labels, name_kept: bool) -> Labels:
+    """A series' labels without ``__name__``, or with it as ``metric_name`` when ``name_kept``."""
+    out = {k: v for k, v in labels.items() if k != "__name__"}
+    if name_kept and "__name__" in labels:
+        out[NAME_LABEL] = labels["__name__"]
     return out
 
 

@@ -187,8 +187,7 @@ class _Worker:
         if self.process.is_alive():
             self.kill()
             return
-        self.conn.close()
-        self._remove_scratch()
+        self.conn.close()  # the worker removed its own scratch directory on the way out
 
     def _remove_scratch(self) -> None:
         if self.process.pid is not None:

@@ -68,12 +68,11 @@ def plan_chunks(start: float, end: float, step: float, max_points: int = MAX_POI
 def _load_secret(path: Any, what: str) -> str:
     """A secret file's content, surrounding white space dropped; refused, never quoted, if it cannot be sent."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            secret = handle.read().strip()
+        with open(path, "rb") as handle:
+            # Latin-1 maps every byte to a character, so bytes that are not ASCII fail the check below.
+            secret = handle.read().decode("latin-1").strip()
     except OSError as exc:
         raise ForecasterError(f"prometheus.{what}: cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        secret = "\x80"
     if not is_header_safe(secret):
         raise ForecasterError(
             f"prometheus.{what}: {path} holds a control character (a second line?) or a non-ASCII character, "
@@ -293,11 +292,13 @@ def _stitch(parts: Iterable[list[Series]]) -> list[Series]:
             entry = merged.setdefault(series_key(item.labels), (item.labels, [], []))
             entry[1].append(item.timestamps)
             entry[2].append(item.values)
+    name_kept = answers.several_metrics(labels for labels, _, _ in merged.values())
     out = []
     for labels, ts_parts, ys_parts in merged.values():
         # The one place a series is put in order: everything downstream relies on it (see forecaster.series).
-        out.append(Series(labels, *sort_unique(np.concatenate(ts_parts), np.concatenate(ys_parts))))
-    return answers.name_series(out)
+        ts, ys = sort_unique(np.concatenate(ts_parts), np.concatenate(ys_parts))
+        out.append(Series(answers.identity(labels, name_kept), ts, ys))
+    return out
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
