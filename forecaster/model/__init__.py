@@ -6,9 +6,9 @@
     seasonality.py  which seasonalities a series gets (weekly only when it repeats), Prophet's options
     prophet.py      driving Prophet: the fit (warm-started), its curves read back
     stan_json.py    a faster writer for the JSON files cmdstanpy hands to Stan
-    trend.py        how the trend continues past the history, and how it was known at each past point
+    trend.py        how the trend continues past the history, how it was known at each past point, how its rate varied
     correction.py   the residual carried forward, the recent level as a competitor, per lead time
-    band.py         the band's quantiles from past errors, checked by replaying them on the history
+    band.py         the band's quantiles from past errors, checked by replaying them on the history; spreads added
     fit.py          fit_predict: the stages above in order, for one series
 
 The defaults make a forecast with only ``name`` and ``query`` worth looking

@@ -17,6 +17,7 @@ import numpy as np
 
 from forecaster.errors import SeriesSkipped, SkipReason
 from forecaster.model import prophet
+from forecaster.model.band import widen
 from forecaster.model.cleaning import Prepared, bounds, prepare
 from forecaster.model.correction import (
     Competitor,
@@ -28,8 +29,8 @@ from forecaster.model.correction import (
 )
 from forecaster.model.frame import Frame, frame_times
 from forecaster.model.options import FitSpec
-from forecaster.model.seasonality import prophet_options
-from forecaster.model.trend import LINE_SHARE, choose_trend, damp, trailing_line, trend_surprise
+from forecaster.model.seasonality import DAY, prophet_options
+from forecaster.model.trend import LINE_SHARE, choose_trend, damp, rate_quantiles, trailing_line, trend_surprise
 from forecaster.series import finite
 
 
@@ -144,9 +145,38 @@ def _residual_band(model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec
         shift = new_level(y - trend[:n] - rest[:n], min(windows))
         if shift is not None:
             correction, shares = np.full(len(ds), shift), np.zeros_like(shares)
+    low, high = plan.low, plan.high
+    if mode == "linear":
+        low, high = _rate_spread(y - rest[:n], float(trend[n - 1] - trend[n - 2]), leads, shares, spec, low, high)
     yhat = (1 - shares.sum(axis=0)) * (future_trend + rest[n:] + correction)
     for share, competitor in zip(shares, competitors, strict=True):
         recent = competitor.clipped[-window:]
         level_now = float(np.median(recent[np.isfinite(recent)])) if np.isfinite(recent).any() else 0.0
         yhat = yhat + share * (level_now + competitor.ahead)
-    return Frame(ds, yhat, yhat + plan.low, yhat + plan.high)
+    return Frame(ds, yhat, yhat + low, yhat + high)
+
+
+def _rate_spread(
+    deseasoned: np.ndarray,
+    slope: float,
+    leads: np.ndarray,
+    shares: np.ndarray,
+    spec: FitSpec,
+    low: np.ndarray,
+    high: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The band widened by where the history's slow and fast days' rates would take the series at each lead.
+
+    The replayed errors see few independent stretches as long as the longer
+    leads (a week ahead on two weeks of history is one), so they cannot say
+    how much the rate itself may change; the rates the series ran at day by
+    day can. Where a flat competitor carries the forecast, its rate is 0.
+    """
+    window = min(max(round(DAY / spec.step), 12), len(deseasoned) // 4)
+    alpha = (1 - spec.interval_width) / 2
+    rates = rate_quantiles(deseasoned, window, alpha) if window >= 3 else None
+    if rates is None:
+        return low, high
+    carried = (1 - shares.sum(axis=0)) * slope
+    slow, fast = ((rate - carried) * leads for rate in rates)
+    return widen(low, high, np.minimum(np.minimum(slow, fast), 0.0), np.maximum(np.maximum(slow, fast), 0.0))

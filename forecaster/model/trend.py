@@ -7,7 +7,8 @@ wanders is held where it is, a disk that keeps filling keeps its slope.
 point, from the data before it only; the band and the residual correction
 are scored on the errors of forecasts made from there, because Prophet's
 in-sample trend was fitted on what came after each point too and would
-flatter them.
+flatter them. ``rate_quantiles`` says how far from the carried rate the
+series has run, day by day, which widens a linear trend's band with the lead.
 """
 
 from __future__ import annotations
@@ -115,3 +116,19 @@ def trend_surprise(
         return np.asarray(level[k:] - (level[:now] + slope[:now] * reach))
 
     return at
+
+
+def rate_quantiles(values: np.ndarray, window: int, alpha: float) -> tuple[float, float] | None:
+    """The slow and fast rates (per step) the series has run at: quantiles of its slope over every ``window``.
+
+    A trend extrapolated from the end of the history carries one rate into
+    the future; the rates the history actually ran at, window by window, say
+    how far from it the coming days may run (a disk fills faster on some days
+    than others). None when fewer than ``window`` slopes are known.
+    """
+    _, slopes = trailing_line(values, window)
+    slopes = slopes[np.isfinite(slopes)]
+    if len(slopes) < window:
+        return None
+    slow, fast = np.quantile(slopes, [alpha, 1 - alpha])
+    return float(slow), float(fast)

@@ -98,3 +98,35 @@ def test_a_history_of_a_few_points_gets_a_forecast_when_min_points_allows_it(poi
     spec = FitSpec(step=STEP, horizon=3600, interval_width=0.8, min_points=3)
     frame = fit_predict(t, y, t[-1] + STEP, spec).frame
     assert np.isfinite(frame.yhat).all() and (frame.yhat_lower <= frame.yhat_upper).all()
+
+
+def _disk(t: np.ndarray, seed: int) -> np.ndarray:
+    """Free bytes (in GB) of a disk filling ~10 GB a day at a rate that changes from day to day, and a daily wiggle."""
+    rng = np.random.default_rng(seed)
+    day = (t // DAY).astype(np.int64)
+    rates = 10 * (1 + 0.3 * rng.normal(size=day.max() + 1))
+    used = np.concatenate(([0.0], np.cumsum(rates)))[day] + rates[day] * (t % DAY) / DAY
+    return np.asarray(500 - used + 5 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 2, len(t)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_trends_band_widens_with_the_lead_as_far_as_its_rate_has_varied(seed):
+    t = np.arange(0, 21 * DAY, STEP)
+    y = _disk(t, seed)
+    spec = FitSpec(step=STEP, horizon=7 * DAY, interval_width=0.8, min_points=20)
+    inside_day, inside_week, ratios = [], [], []
+    for origin in (11 * DAY, 14 * DAY):
+        known = t <= origin
+        frame = fit_predict(t[known], y[known], origin + STEP, spec).frame
+        truth = np.interp(frame.ds, t, y)
+        inside = (truth >= frame.yhat_lower) & (truth <= frame.yhat_upper)
+        inside_day.append(inside[: int(DAY / STEP)].mean())
+        inside_week.append(inside.mean())
+        width = frame.yhat_upper - frame.yhat_lower
+        ratios.append(width[-1] / width[int(3600 / STEP) - 1])
+    # Before the rate's own spread counted, a week ahead covered 10-38% here and the band barely widened. The
+    # slow and fast days' rates are carried for the whole week, so where days are independent it errs wide.
+    assert 0.65 <= np.mean(inside_day) <= 0.95
+    assert 0.65 <= np.mean(inside_week) <= 0.98
+    assert min(ratios) >= 2
