@@ -174,7 +174,7 @@ def main() -> int:
 
     times: list[float] = []
     reports: list[SeriesReport] = []
-    with LocalPrometheus(out_of_order_window="4000d", extra_args=["--storage.tsdb.retention.time=20y"]) as prom:
+    with LocalPrometheus(out_of_order_window="4000d") as prom:
         push(prom.write_url, pushed)
         config = parse({"prometheus": {"url": prom.url, "timeout": "60s"}, "forecasts": forecasts})
         source = PrometheusSource.from_config(config.prometheus)
