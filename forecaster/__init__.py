@@ -6,6 +6,7 @@ none does work at import time (tests/test_layout.py holds both to that):
     errors.py          every exception, and the SkipReason and Stage vocabularies
     duration.py        Prometheus-style durations
     series.py          one series' labels and samples, put in order once; the SeriesSource protocol
+    shard.py           which series a replica serves: a stable hash of the labels modulo the replica count
     model/             one Prophet model per series (its own map is in model/__init__.py)
     settings.py        one forecast's keys through defaults, resolved into a Forecast and its BreachRule
     config.py          the config file: its sections, every error with its path, duplicate keys refused

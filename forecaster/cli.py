@@ -10,6 +10,7 @@ rules     forecaster.recording_rules.render
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from forecaster.prometheus import PrometheusSource, build_http_client
 from forecaster.series import format_labels
 from forecaster.service import Service
 from forecaster.settings import Forecast
+from forecaster.shard import Shard
 from forecaster.state import ForecastState
 
 log = logging.getLogger("forecaster")
@@ -64,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_INVALID
+    if getattr(args, "shard", None):
+        try:
+            config = dataclasses.replace(config, shard=Shard.parse(args.shard))
+        except ValueError as exc:
+            print(f"--shard: {exc}", file=sys.stderr)
+            return EXIT_INVALID
     try:
         command: int = args.handler(config, args)
         return command
@@ -79,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+_SHARD_HELP = "fit and serve only shard I of N (0-based) of every forecast's series; overrides shard in the config"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forecaster", description="Prophet forecasts of Prometheus series, exposed for Prometheus to scrape."
@@ -89,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="serve forecasts on /metrics and retrain on schedule")
     run.add_argument("-c", "--config", required=True, metavar="FILE")
     run.add_argument("--listen", metavar="HOST:PORT", help="overrides server.listen")
+    run.add_argument("--shard", metavar="I/N", help=_SHARD_HELP)
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("check", help="validate a config file; exit 0 when valid, 2 when not")
@@ -99,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     forecast.add_argument("-c", "--config", required=True, metavar="FILE")
     forecast.add_argument("--name", help="only this forecast")
     forecast.add_argument("--format", choices=["table", "jsonl"], default="table")
+    forecast.add_argument("--shard", metavar="I/N", help=_SHARD_HELP)
     forecast.add_argument(
         "--full", action="store_true", help="with --format table: every point of each frame, not a line per series"
     )

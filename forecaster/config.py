@@ -33,6 +33,7 @@ from forecaster.settings import (
     positive,
     resolve,
 )
+from forecaster.shard import WHOLE, Shard
 
 
 class BasicAuth(StrictModel):
@@ -127,6 +128,19 @@ class ExecutorConfig(StrictModel):
         return self
 
 
+class ShardConfig(StrictModel):
+    """``shard: {index, count}``: this replica fits and serves the series whose label hash modulo count is index."""
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> ShardConfig:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} must be below count {self.count} (indexes run 0 to count-1)")
+        return self
+
+
 class _File(StrictModel):
     prometheus: PrometheusConfig
     server: ServerConfig = ServerConfig()
@@ -134,6 +148,7 @@ class _File(StrictModel):
     workers: int | None = Field(default=None, ge=0, le=256)
     fit_timeout: DurationField = Duration.parse("5m")
     executor: ExecutorConfig = ExecutorConfig()
+    shard: ShardConfig | None = None
     defaults: Settings = Settings()
     forecasts: list[ForecastEntry] = Field(min_length=1)
 
@@ -162,6 +177,19 @@ class Config:
     workers: int | None
     fit_timeout: Duration
     executor: ExecutorConfig
+    shard: Shard = WHOLE
+
+    @property
+    def replica_state_dir(self) -> Path:
+        """Where this replica keeps its state: ``state_dir``, or a folder of it per shard.
+
+        Replicas of one config may then share a volume, and a replica moved
+        to another shard count starts fresh instead of reading series that
+        are no longer its own.
+        """
+        if self.shard == WHOLE:
+            return self.state_dir
+        return self.state_dir / f"shard-{self.shard.index}-of-{self.shard.count}"
 
     def forecast(self, name: str) -> Forecast:
         for forecast in self.forecasts:
@@ -213,6 +241,7 @@ def parse(data: object, source: str = "config") -> Config:
         workers=parsed.workers,
         fit_timeout=parsed.fit_timeout,
         executor=parsed.executor,
+        shard=Shard(parsed.shard.index, parsed.shard.count) if parsed.shard else WHOLE,
     )
 
 

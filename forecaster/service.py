@@ -34,14 +34,14 @@ class Service:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.lock = StateDirLock(config.state_dir)
+        self.lock = StateDirLock(config.replica_state_dir)
         self.lock.acquire()
         self.registry = CollectorRegistry()
         self.metrics = SelfMetrics(self.registry, config.forecasts)
         self.board = Board(config.forecasts)
         self.registry.register(ForecastCollector(self.board))
-        self.store = StateStore(config.state_dir)
-        self.history = HistoryCache(config.state_dir)
+        self.store = StateStore(config.replica_state_dir)
+        self.history = HistoryCache(config.replica_state_dir)
         # One event stops both the fits and any query backing off between retries.
         self.stop = threading.Event()
         self.source = PrometheusSource.from_config(config.prometheus, stop=self.stop)
@@ -54,6 +54,7 @@ class Service:
             stop=self.stop,
             history=self.history,
             executor=self.executor,
+            shard=config.shard,
         )
 
     def close(self) -> None:
@@ -98,7 +99,7 @@ class Service:
         log.info("serving /metrics on http://%s:%d", *server.address)
         loaded = self.load_state()
         ready.set()
-        log.info("loaded %d stored forecast(s) from %s", loaded, self.config.state_dir)
+        log.info("loaded %d stored forecast(s) from %s", loaded, self.config.replica_state_dir)
         scheduler = Scheduler(self.trainer, self.config.forecasts)
         scheduler.start()
         while not stopping.wait(1.0):

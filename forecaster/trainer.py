@@ -25,6 +25,7 @@ from forecaster.exporter import Board, SelfMetrics, exposed_labels
 from forecaster.history import HistoryCache, merge, plan
 from forecaster.series import Labels, Series, SeriesSource, format_labels, series_key
 from forecaster.settings import Forecast
+from forecaster.shard import WHOLE, Shard
 from forecaster.skill import Skill, score_previous
 from forecaster.state import ForecastState, SeriesState, StateStore
 
@@ -45,8 +46,10 @@ class Trainer:
         stop: threading.Event | None = None,
         history: HistoryCache | None = None,
         executor: Executor | None = None,
+        shard: Shard = WHOLE,
     ) -> None:
         self._source = source
+        self._shard = shard
         self._executor = executor or InlineExecutor()
         self._history = history
         self._store = store
@@ -61,6 +64,8 @@ class Trainer:
 
     def adopt(self, state: ForecastState) -> None:
         """Serve a state loaded from disk until the next retrain replaces it."""
+        # A state written under another shard holds series that another replica now serves.
+        state.series = [s for s in state.series if self._shard.owns(s.labels)]
         self._current[state.forecast] = state
         self._board.publish(state)
         self._metrics.last_success.labels(state.forecast).set(state.fit_time)
@@ -100,11 +105,13 @@ class Trainer:
             self._metrics.errors.labels(forecast.name, Stage.QUERY).inc()
             log.error("%s; keeping the previous forecast", exc)
             return None
-        if not series:
+        if series is None:
             log.warning(
                 "forecast %r: query %r returned no series; keeping the previous forecast", forecast.name, forecast.query
             )
             return None
+        if not series:
+            return self._publish_empty_shard(forecast, fit_time)
         series = self._refuse_clashes(forecast, self._guard_cardinality(forecast, series))
         served = self._current.get(forecast.name)
         previous: Previous = {series_key(s.labels): s for s in served.series} if served else {}
@@ -135,8 +142,23 @@ class Trainer:
         log.info("forecast %r: fitted %d of %d series", forecast.name, len(fitted), len(series))
         return state
 
-    def _fetch(self, forecast: Forecast, fit_time: float) -> list[Series]:
-        """The history every series of ``forecast`` is fitted on, up to ``fit_time``.
+    def _publish_empty_shard(self, forecast: Forecast, fit_time: float) -> ForecastState:
+        """The query returned series, none of them this replica's: a successful retrain with nothing to serve."""
+        log.info(
+            "forecast %r: none of the series of query %r falls in shard %s; serving none",
+            forecast.name,
+            forecast.query,
+            self._shard,
+        )
+        state = ForecastState(forecast.name, forecast.query, fit_time, [])
+        self._current[forecast.name] = state
+        self._board.publish(state)
+        self._metrics.last_success.labels(forecast.name).set(fit_time)
+        self._metrics.series.labels(forecast.name).set(0)
+        return state
+
+    def _fetch(self, forecast: Forecast, fit_time: float) -> list[Series] | None:
+        """The history of this shard's series of ``forecast``, up to ``fit_time``; None when the query matched none.
 
         With a history cache only the range after the cached end (plus an overlap) is pulled.
         """
@@ -150,6 +172,9 @@ class Trainer:
             raise Stopped from None
         self._metrics.points_fetched.labels(forecast.name).inc(sum(len(s.timestamps) for s in pulled))
         merged = merge(pulled, fetch, forecast.query, step, window_start)
+        if not merged.series:
+            return None
+        merged.series = [s for s in merged.series if self._shard.owns(s.labels)]
         if self._history is not None:
             try:
                 self._history.save(forecast.name, merged)

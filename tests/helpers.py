@@ -28,8 +28,9 @@ def history(labels: dict[str, str], signal_: Signal, *, span: float, step: float
 class Service:
     """``forecaster run`` as a real subprocess."""
 
-    def __init__(self, config_path: Path, port: int, log_path: Path) -> None:
+    def __init__(self, config_path: Path, port: int, log_path: Path, *extra_args: str) -> None:
         self.config_path = config_path
+        self.extra_args = extra_args
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
@@ -47,6 +48,7 @@ class Service:
                 str(self.config_path),
                 "--listen",
                 f"127.0.0.1:{self.port}",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

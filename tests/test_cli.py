@@ -61,6 +61,18 @@ def test_forecast_unknown_name_is_a_config_error(tmp_path, capsys, fmt):
     assert "no forecast named 'b'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["run", "forecast"])
+def test_a_shard_that_cannot_exist_exits_2_before_anything_starts(tmp_path, capsys, command):
+    path = tmp_path / "c.yml"
+    path.write_text(
+        f"prometheus: {{url: http://127.0.0.1:1}}\nstate_dir: {tmp_path / 'state'}\n"
+        "forecasts: [{name: a, query: up}]\n"
+    )
+    assert main([command, "-c", str(path), "--shard", "2/2"]) == 2
+    assert "--shard: shard 2/2: the index must be 0 to count-1" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()
+
+
 def test_rules_prints_the_shipped_recording_rules_for_the_compose_config(capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     assert main(["rules", "-c", "examples/compose-forecaster.yml"]) == 0

@@ -103,6 +103,17 @@ def test_executor_settings():
     assert any(p.startswith("workers:") for p in _problems(_minimal(workers=-1)))
 
 
+def test_a_shard_gets_its_own_folder_of_state_dir_and_an_impossible_one_is_refused():
+    config = parse(_minimal(state_dir="/var/lib/forecaster", shard={"index": 1, "count": 3}))
+    assert (config.shard.index, config.shard.count) == (1, 3)
+    assert str(config.replica_state_dir) == "/var/lib/forecaster/shard-1-of-3"
+    assert str(parse(_minimal(state_dir="/var/lib/forecaster")).replica_state_dir) == "/var/lib/forecaster"
+    assert "shard: index 3 must be below count 3 (indexes run 0 to count-1)" in _problems(
+        _minimal(shard={"index": 3, "count": 3})
+    )
+    assert any(p.startswith("shard.count:") for p in _problems(_minimal(shard={"index": 0, "count": 0})))
+
+
 @pytest.mark.parametrize(("text", "host", "port"), [("0.0.0.0:9095", "0.0.0.0", 9095), ("[::1]:80", "::1", 80)])
 def test_listen_addresses(text, host, port):
     assert parse_listen(text) == (host, port)
