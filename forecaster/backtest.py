@@ -29,6 +29,9 @@ from forecaster.series import finite
 from forecaster.skill import BASELINES, baselines, coverage, mae
 
 MODEL = "model"
+# A pair where the model errs this many times the best baseline is listed: one such series on a dashboard is
+# enough for a user to stop reading the forecasts.
+LOSING_RATIO = 1.25
 
 FitFunction = Callable[[np.ndarray, np.ndarray, float, FitSpec], FitResult]
 
@@ -80,6 +83,12 @@ class Score:
     def best_baseline(self) -> str:
         known = {name: self.mae[name] for name in BASELINES if math.isfinite(self.mae[name])}
         return min(known, key=known.__getitem__) if known else BASELINES[0]
+
+    @property
+    def ratio_to_best(self) -> float:
+        """The model's MAE over the best baseline's (in hindsight); NaN when that baseline made no error."""
+        best = self.mae[self.best_baseline]
+        return self.mae[MODEL] / best if best > 0 else math.nan
 
 
 @dataclass
@@ -161,6 +170,8 @@ class Summary:
     wins: dict[str, int]  # baseline → pairs where the model's MAE is lower
     wins_best: int
     median_ratio: float  # model MAE / best baseline MAE
+    # (series, horizon, ratio) where the model erred LOSING_RATIO times the best baseline or more, worst first
+    losing: list[tuple[str, float, float]]
     series: int
     calibrated: int  # series whose band coverage is within [width - 0.1, width + 0.1]
 
@@ -168,11 +179,16 @@ class Summary:
 def summarize(reports: Sequence[SeriesReport], width: float) -> Summary:
     scores = [s for r in reports for s in r.scores if s.points and math.isfinite(s.mae[MODEL])]
     wins = {b: sum(1 for s in scores if s.mae[MODEL] < s.mae[b] or not math.isfinite(s.mae[b])) for b in BASELINES}
-    ratios = [s.mae[MODEL] / s.mae[s.best_baseline] for s in scores if s.mae[s.best_baseline] > 0]
+    ratios = [s.ratio_to_best for s in scores if math.isfinite(s.ratio_to_best)]
     best = sum(1 for s in scores if s.mae[MODEL] < s.mae[s.best_baseline])
+    losing = sorted(
+        ((s.series, s.horizon, s.ratio_to_best) for s in scores if s.ratio_to_best >= LOSING_RATIO),
+        key=lambda pair: -pair[2],
+    )
     covered = [r.coverage for r in reports if math.isfinite(r.coverage)]
     calibrated = sum(1 for c in covered if width - 0.1 <= c <= width + 0.1)
-    return Summary(len(scores), wins, best, float(np.median(ratios)) if ratios else math.nan, len(covered), calibrated)
+    median = float(np.median(ratios)) if ratios else math.nan
+    return Summary(len(scores), wins, best, median, losing, len(covered), calibrated)
 
 
 def format_duration(seconds: float) -> str:
@@ -187,15 +203,15 @@ def write_table(reports: Sequence[SeriesReport], width: float, out: TextIO) -> S
     # As wide as the longest series name: a label set cut short no longer says which series a row is.
     names = max([len("series"), *(len(score.series) for report in reports for score in report.scores)]) + 2
     header = f"{'series':<{names}}{'horizon':>8}{'points':>8}{'model':>19}"
-    header += "".join(f"{b:>19}" for b in BASELINES) + f"{'best':>19}{'coverage':>10}\n"
-    out.write("MAE (MASE in brackets); coverage of the model's band\n")
+    header += "".join(f"{b:>19}" for b in BASELINES) + f"{'best':>19}{'vs best':>9}{'coverage':>10}\n"
+    out.write("MAE (MASE in brackets); the model's MAE over the best baseline's; coverage of the model's band\n")
     out.write(header)
     for report in reports:
         for score in report.scores:
             cells = [f"{score.series:<{names}}{format_duration(score.horizon):>8}{score.points:>8}"]
             cells.append(f"{_cell(score, MODEL):>19}")
             cells.extend(f"{_cell(score, b):>19}" for b in BASELINES)
-            cells.append(f"{score.best_baseline:>19}{_percent(score.coverage):>10}")
+            cells.append(f"{score.best_baseline:>19}{score.ratio_to_best:>8.2f}x{_percent(score.coverage):>10}")
             out.write("".join(cells) + "\n")
         for line in report.skipped:
             out.write(f"  {report.series}: skipped {line}\n")
@@ -205,6 +221,9 @@ def write_table(reports: Sequence[SeriesReport], width: float, out: TextIO) -> S
         out.write(f"  model MAE below {baseline}: {summary.wins[baseline]} of {summary.pairs}\n")
     out.write(f"  model MAE below the best baseline (per pair, in hindsight): {summary.wins_best} of {summary.pairs}\n")
     out.write(f"  median model MAE / best baseline MAE: {summary.median_ratio:.2f}\n")
+    out.write(f"  pairs at {LOSING_RATIO:g}x the best baseline or worse: {len(summary.losing)}\n")
+    for series, horizon, ratio in summary.losing:
+        out.write(f"    {series} at {format_duration(horizon)}: {ratio:.2f}x\n")
     out.write(
         f"series whose {width:.0%} band covers {width - 0.1:.0%}–{width + 0.1:.0%} of what followed: "
         f"{summary.calibrated} of {summary.series}\n"

@@ -36,6 +36,7 @@ def test_summary_counts_wins_per_baseline_and_against_the_best_in_hindsight():
     assert summary.wins == {"last_value": 2, "offset_1d": 3, "offset_1w": 2, "predict_linear_6h": 3}
     assert summary.wins_best == 1
     assert summary.median_ratio == pytest.approx(1.5)
+    assert summary.losing == [("s", 3600.0, 2.5), ("s", 3600.0, 1.5)]  # worst first; 1.0 is not listed
     assert (summary.calibrated, summary.series) == (1, 2)
 
 
@@ -57,5 +58,7 @@ def test_the_table_names_whole_series_and_judges_the_band_by_interval_width():
     score = dataclasses.replace(_score(1.0), series=name)
     summary = write_table([SeriesReport(name, [], [score], 0.83)], 0.8, out)
     assert name in out.getvalue()
+    assert "0.10x" in out.getvalue()  # the model's MAE over the best baseline's, per pair
+    assert "pairs at 1.25x the best baseline or worse: 0" in out.getvalue()
     assert "80% band covers 70%–90% of what followed: 1 of 1" in out.getvalue()
     assert (summary.calibrated, summary.series) == (1, 1)
