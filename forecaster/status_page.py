@@ -328,11 +328,17 @@ def relative(t: float, now: float) -> str:
 
 
 def _num(value: float, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, thousands and up with an SI prefix (5.52G) to fit an axis."""
     if math.isnan(value):
         return "n/a"
     if math.isinf(value):
         return "−∞" if value < 0 else "∞"
-    return f"{value:.{digits}g}".replace("-", "−")
+    prefix = ""
+    for symbol in "kMGTPE":
+        if abs(value) < 1000:
+            break
+        value, prefix = value / 1000, symbol
+    return f"{value:.{digits}g}{prefix}".replace("-", "−")
 
 
 def _pct(value: float) -> str:

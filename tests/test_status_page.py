@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
@@ -170,6 +171,16 @@ def test_relative_times_read_as_people_say_them():
     assert relative(NOW + 3 * 3600 + 60, NOW) == "in 3 h 1 min"
     assert relative(NOW - 2 * 86400, NOW) == "2 d ago"
     assert relative(NOW - 5, NOW) == "just now"
+
+
+def test_axis_numbers_stay_short():
+    assert [status_page._num(v, 4) for v in (5.515e9, 1234.5, -0.25, 3e-5, -math.inf)] == [
+        "5.515G",
+        "1.234k",
+        "−0.25",
+        "3e−05",
+        "−∞",
+    ]
 
 
 def test_recent_averages_the_tail_down_and_keeps_the_newest_sample_in_the_last_point():
