@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
@@ -18,6 +20,7 @@ from forecaster.exporter import Board, SelfMetrics
 from forecaster.model.frame import Frame
 from forecaster.scheduler import Scheduler
 from forecaster.series import Series, recent
+from forecaster.server import MetricsServer
 from forecaster.skill import Skill
 from forecaster.state import ForecastState, SeriesState, StateStore
 from forecaster.status_page import PAGE_SIZE, StatusPage, relative
@@ -231,3 +234,20 @@ def test_the_next_retrain_is_the_scheduler_job_s_own_time():
         assert scheduler.next_run("nothing") is None
     finally:
         scheduler.shutdown()
+
+
+def test_the_server_hands_the_query_string_to_the_page_and_answers_with_its_status(tmp_path):
+    page, board, _ = _setup(tmp_path)
+    _publish(board, "requests", 1)
+    ready = threading.Event()
+    server = MetricsServer(CollectorRegistry(), "127.0.0.1", 0, ready, page.render)
+    server.start()
+    url = "http://{}:{}".format(*server.address)
+    try:
+        found = httpx.get(url + "/?forecast=requests")
+        assert found.status_code == 200 and found.headers["content-type"] == "text/html; charset=utf-8"
+        assert 'id="requests"' in found.text and 'id="disk"' not in found.text
+        assert httpx.get(url + "/?forecast=nope").status_code == 404
+        assert httpx.head(url + "/").headers["content-length"] == str(len(page.render("")[1]))
+    finally:
+        server.stop()
