@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,11 @@ HOSTILE = "<i>web</i>"
 SERIES = [
     ("demo_requests", {"job": "api", "team": "core"}, Signal(base=100, daily=20, noise=0.5)),
     ("demo_requests", {"job": "web", "team": HOSTILE}, Signal(base=300, daily=40, phase=2.0, noise=0.5)),
-    ("demo_disk_free", {"job": "node", "device": "sda1"}, Signal(base=5e9, daily=0, trend_per_day=-2e8, noise=1e6)),
+    (
+        "demo_disk_free",
+        {"job": "node", "device": "sda1"},
+        Signal(base=5e9, daily=0, trend_per_day=-2e8, noise=1e6, origin=time.time()),
+    ),
 ]
 
 
