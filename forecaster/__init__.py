@@ -18,9 +18,10 @@ none does work at import time (tests/test_layout.py holds both to that):
     skill.py           the PromQL baselines and the live score of a replaced forecast
     breach.py          when a band first crosses a threshold; matching query thresholds to series
     exporter.py        the scrape board and collectors (forecasts, skill) and the self-metrics
+    status_page.py     the status page at /: each forecast's health and a chart per series, from the board
     trainer.py         one retrain of one forecast: fetch, fit, score, persist, publish
     scheduler.py       APScheduler 3.x jobs: one per forecast, never overlapping
-    server.py          /metrics, /healthz, /readyz
+    server.py          /metrics, /healthz, /readyz and the status page at /
     service.py         the composition root: builds all of the above from a config and runs it
     backtest.py        the backtest report: rolling origins, MAE/MASE/coverage tables
     plot.py            backtest plots (the ``plot`` extra)

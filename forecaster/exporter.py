@@ -171,6 +171,10 @@ class SkillCollector:
             current[forecast] = rows
             self._scores = current
 
+    def scores(self, forecast: str) -> tuple[tuple[Labels, float, float, float], ...]:
+        """Each scored series of ``forecast``: its labels as exposed, MAE, coverage and skill."""
+        return self._scores.get(forecast, ())
+
     def describe(self) -> list[Metric]:
         return list(self._families())
 

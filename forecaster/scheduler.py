@@ -61,5 +61,14 @@ class Scheduler:
             )
         self._scheduler.start()
 
+    def next_run(self, name: str) -> float | None:
+        """When forecast ``name`` next retrains (unix seconds) as its job has it; None while it has no job.
+
+        The job's own time, not fit time + retrain_every: it knows about the first run after a
+        restart, a failed retrain (which leaves the fit time as it was) and a run that is overdue.
+        """
+        job = self._scheduler.get_job(name)
+        return None if job is None or job.next_run_time is None else float(job.next_run_time.timestamp())
+
     def shutdown(self) -> None:
         self._scheduler.shutdown(wait=False)

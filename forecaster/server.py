@@ -1,10 +1,12 @@
-"""The HTTP endpoints: ``/metrics``, ``/healthz`` (alive) and ``/readyz`` (state loaded)."""
+"""The HTTP endpoints: ``/metrics``, ``/healthz`` (alive), ``/readyz`` (state loaded) and the status page ``/``."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -13,17 +15,17 @@ log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT = 30.0
 
-_INDEX = b"""<html><head><title>forecaster</title></head><body><h1>forecaster</h1>
-<ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li>
-<li><a href="/readyz">/readyz</a></li></ul></body></html>
-"""
+# The status page: the query string in, the HTTP status and the HTML out.
+RenderPage = Callable[[str], tuple[int, bytes]]
 
 
 class MetricsServer:
-    """Serves the registry on a background thread; ``ready`` gates ``/readyz``."""
+    """Serves the registry and the status page on a background thread; ``ready`` gates ``/readyz``."""
 
-    def __init__(self, registry: CollectorRegistry, host: str, port: int, ready: threading.Event) -> None:
-        handler = _handler(registry, ready)
+    def __init__(
+        self, registry: CollectorRegistry, host: str, port: int, ready: threading.Event, status_page: RenderPage
+    ) -> None:
+        handler = _handler(registry, ready, status_page)
         self._httpd = _Server((host, port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
@@ -46,7 +48,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def _handler(registry: CollectorRegistry, ready: threading.Event) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    registry: CollectorRegistry, ready: threading.Event, status_page: RenderPage
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "forecaster"
         # An idle or trickling connection is dropped after this many seconds instead of holding a thread.
@@ -74,7 +78,8 @@ def _handler(registry: CollectorRegistry, ready: threading.Event) -> type[BaseHT
                 else:
                     self._send(503, b"loading state\n", body)
             elif path == "/":
-                self._send(200, _INDEX, body, "text/html; charset=utf-8")
+                status, page = status_page(urlsplit(self.path).query)
+                self._send(status, page, body, "text/html; charset=utf-8")
             else:
                 self._send(404, b"not found; try /metrics\n", body)
 

@@ -2,9 +2,9 @@
 
 ``Service(config)`` wires the Prometheus source, the fit executor, the state
 store and history cache, the scrape board and self-metrics into a
-``Trainer``; ``serve`` adds the HTTP server and the scheduler and runs until
-told to stop. ``forecaster run`` and ``forecaster forecast`` both start here,
-so they retrain exactly alike. Nothing is built at import time.
+``Trainer``; ``serve`` adds the HTTP server with its status page and the
+scheduler, and runs until told to stop. ``forecaster run`` and ``forecaster
+forecast`` both start here, so they retrain exactly alike. Nothing is built at import time.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from forecaster.scheduler import Scheduler
 from forecaster.server import MetricsServer
 from forecaster.settings import Forecast
 from forecaster.state import ForecastState, StateDirLock, StateStore
+from forecaster.status_page import StatusPage
 from forecaster.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,10 @@ class Service:
     def serve(self, host: str, port: int, stopping: threading.Event) -> None:
         """Serve ``/metrics`` and retrain on schedule until ``stopping`` is set; stored forecasts are served first."""
         ready = threading.Event()
+        scheduler = Scheduler(self.trainer, self.config.forecasts)
+        page = StatusPage(self.board, self.metrics, self.config.forecasts, scheduler.next_run)
         try:
-            server = MetricsServer(self.registry, host, port, ready)
+            server = MetricsServer(self.registry, host, port, ready, page.render)
         except OSError as exc:
             raise ForecasterError(
                 f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --listen"
@@ -100,7 +103,6 @@ class Service:
         loaded = self.load_state()
         ready.set()
         log.info("loaded %d stored forecast(s) from %s", loaded, self.config.replica_state_dir)
-        scheduler = Scheduler(self.trainer, self.config.forecasts)
         scheduler.start()
         while not stopping.wait(1.0):
             pass

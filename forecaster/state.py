@@ -24,7 +24,7 @@ import numpy as np
 
 from forecaster.errors import StateDirInUse
 from forecaster.model.frame import Frame
-from forecaster.series import Labels
+from forecaster.series import Labels, Recent
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class SeriesState:
     points: int = 0
     # From the forecast's breach.threshold_query at fit time; None for a fixed threshold or no match.
     threshold: float | None = None
+    # The status page's chart of recent values; not stored, so the file format stays and a restart starts without it.
+    recent: Recent | None = None
 
 
 @dataclass

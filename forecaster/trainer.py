@@ -23,7 +23,7 @@ from forecaster.errors import QueryAbandoned, QueryError, SkipReason, Stage, Sto
 from forecaster.executor import Executor, FitTask, InlineExecutor
 from forecaster.exporter import Board, SelfMetrics, exposed_labels
 from forecaster.history import HistoryCache, merge, plan
-from forecaster.series import Labels, Series, SeriesSource, format_labels, series_key
+from forecaster.series import Labels, Series, SeriesSource, format_labels, recent, series_key
 from forecaster.settings import Forecast
 from forecaster.shard import WHOLE, Shard
 from forecaster.skill import Skill, score_previous
@@ -32,6 +32,10 @@ from forecaster.state import ForecastState, SeriesState, StateStore
 log = logging.getLogger(__name__)
 
 Previous = dict[tuple[tuple[str, str], ...], SeriesState]
+
+# How much of each series' history the status page draws before its forecast, and in how many points at most.
+RECENT_SPAN = 2 * 86400.0
+RECENT_POINTS = 200
 
 
 class Trainer:
@@ -203,14 +207,18 @@ class Trainer:
         for outcome in self._executor.run(tasks, self.stop):
             item, old = series[outcome.index], before[outcome.index]
             self._metrics.fit_duration.labels(forecast.name).observe(outcome.seconds)
+            tail = recent(item, fit_time - RECENT_SPAN, RECENT_POINTS)
             if outcome.result is not None:
                 result = outcome.result
-                results[outcome.index] = SeriesState(item.labels, result.frame, result.params, result.points)
+                results[outcome.index] = SeriesState(
+                    item.labels, result.frame, result.params, result.points, recent=tail
+                )
                 continue
             assert outcome.reason is not None
             self._skipped(forecast, item.labels, outcome.reason, outcome.detail)
             if old is not None and outcome.reason.stage is not None:
-                results[outcome.index] = old
+                # The old forecast, drawn against the values that just arrived, shows how far it has drifted.
+                results[outcome.index] = replace(old, recent=tail)
         return [r for r in results if r is not None]
 
     def _record_skill(

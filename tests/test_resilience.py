@@ -153,7 +153,7 @@ def test_a_failed_query_keeps_the_previous_forecast_and_is_counted(tmp_path, cap
 
 def test_healthz_answers_at_once_and_readyz_only_once_state_is_loaded():
     ready = threading.Event()
-    server = MetricsServer(CollectorRegistry(), "127.0.0.1", 0, ready)
+    server = MetricsServer(CollectorRegistry(), "127.0.0.1", 0, ready, lambda query: (200, b""))
     server.start()
     url = "http://{}:{}".format(*server.address)
     try:
@@ -174,7 +174,7 @@ def test_the_http_server_answers_head_names_no_python_and_drops_idle_connections
     monkeypatch.setattr(server_module, "IDLE_TIMEOUT", 0.5)
     ready = threading.Event()
     ready.set()
-    server = MetricsServer(CollectorRegistry(), "127.0.0.1", 0, ready)
+    server = MetricsServer(CollectorRegistry(), "127.0.0.1", 0, ready, lambda query: (200, b""))
     server.start()
     url = "http://{}:{}".format(*server.address)
     try:
