@@ -91,7 +91,7 @@ class Service:
         """Serve ``/metrics`` and retrain on schedule until ``stopping`` is set; stored forecasts are served first."""
         ready = threading.Event()
         scheduler = Scheduler(self.trainer, self.config.forecasts)
-        page = StatusPage(self.board, self.metrics, self.config.forecasts, scheduler.next_run)
+        page = StatusPage(self.board, self.metrics, self.config.forecasts, scheduler.next_run, shard=self.config.shard)
         try:
             server = MetricsServer(self.registry, host, port, ready, page.render)
         except OSError as exc:

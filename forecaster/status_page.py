@@ -26,6 +26,7 @@ import numpy as np
 from forecaster.exporter import Board, PublishedForecast, SelfMetrics
 from forecaster.series import Labels, series_key
 from forecaster.settings import Forecast
+from forecaster.shard import WHOLE, Shard
 from forecaster.state import SeriesState
 
 PAGE_SIZE = 200
@@ -48,8 +49,10 @@ class StatusPage:
         forecasts: Sequence[Forecast],
         next_run: Callable[[str], float | None],
         clock: Callable[[], float] = time.time,
+        shard: Shard = WHOLE,
     ) -> None:
         self._board = board
+        self._shard = shard
         self._metrics = metrics
         self._forecasts = list(forecasts)
         self._next_run = next_run
@@ -76,6 +79,8 @@ class StatusPage:
                 return 404, _document("no such forecast", now, body)
             share = PAGE_SIZE
         parts = [_nav(self._forecasts, name), _LEGEND]
+        if self._shard != WHOLE:
+            parts.insert(1, _notice(f"This replica serves shard {self._shard} of every forecast's series."))
         for forecast in shown:
             skips = skipped.get(forecast.name, {})
             parts.append(

@@ -21,6 +21,7 @@ from forecaster.model.frame import Frame
 from forecaster.scheduler import Scheduler
 from forecaster.series import Series, recent
 from forecaster.server import MetricsServer
+from forecaster.shard import Shard
 from forecaster.skill import Skill
 from forecaster.state import ForecastState, SeriesState, StateStore
 from forecaster.status_page import PAGE_SIZE, StatusPage, relative
@@ -78,6 +79,14 @@ def test_before_the_first_fit_every_forecast_is_listed_as_not_fitted_yet(tmp_pat
         and "<script" not in text
         and "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     )
+
+
+def test_a_sharded_replica_says_which_share_it_serves(tmp_path):
+    page, board, metrics = _setup(tmp_path)
+    assert "shard" not in _get(page)[1]
+    forecasts = parse({"prometheus": {"url": "http://127.0.0.1:1"}, "forecasts": [{"name": "disk", "query": "x"}]})
+    sharded = StatusPage(board, metrics, forecasts.forecasts, {}.get, clock=lambda: NOW, shard=Shard(1, 3))
+    assert "This replica serves shard 1/3 of every forecast&#x27;s series." in _get(sharded)[1]
 
 
 def test_a_fitted_forecast_shows_its_fit_time_series_skips_and_skill(tmp_path):
