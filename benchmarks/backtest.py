@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,33 @@ PLAIN_PROPHET = {
     "changepoint_prior_scale": 0.05,
     "changepoint_range": 0.8,
     "uncertainty_samples": 1000,
+}
+# Known events of the public files, as Prophet's documentation models them (``--events``): Peyton Manning's
+# play-offs and Super Bowls, each with the day after.
+PUBLIC_EVENTS = {
+    "prophet_wp_log_peyton_manning": [
+        {
+            "name": "playoff",
+            "dates": [
+                "2008-01-13",
+                "2009-01-03",
+                "2010-01-16",
+                "2010-01-24",
+                "2010-02-07",
+                "2011-01-08",
+                "2013-01-12",
+                "2014-01-12",
+                "2014-01-19",
+                "2014-02-02",
+                "2015-01-11",
+                "2016-01-17",
+                "2016-01-24",
+                "2016-02-07",
+            ],
+            "after": "1d",
+        },
+        {"name": "superbowl", "dates": ["2010-02-07", "2014-02-02", "2016-02-07"], "after": "1d"},
+    ]
 }
 PLAIN_MODEL = ModelOptions(
     outliers=None, transform="none", trend="linear", band="prophet", bounds="none", residual_correction=False
@@ -149,6 +177,9 @@ def main() -> int:
         help="drop the last DAYS of every file and backtest the stretch before; files too short are left out",
     )
     parser.add_argument("--plot", type=Path, help="write one PNG per series here")
+    parser.add_argument(
+        "--events", action="store_true", help="give the files with known events (PUBLIC_EVENTS) those events"
+    )
     args = parser.parse_args()
 
     if args.synthetic:
@@ -169,7 +200,16 @@ def main() -> int:
         pushed.append(TimeSeries({"__name__": METRIC, "file": name}, millis, ys.tolist()))
         chosen, scored = settings(step)
         key = "".join(c if c.isalnum() else "_" for c in name)
-        forecasts.append({"name": key, "query": f'{METRIC}{{file="{name}"}}', **chosen})
+        forecast: dict[str, Any] = {"name": key, "query": f'{METRIC}{{file="{name}"}}', **chosen}
+        events = PUBLIC_EVENTS.get(name.split("_cut")[0]) if args.events else None
+        if events:
+            # The file moved by whole steps (days, for these files); its events move with it.
+            moved = datetime.timedelta(seconds=float(shifted[-1] - ts[-1]))
+            forecast["events"] = [
+                {**event, "dates": [(datetime.date.fromisoformat(d) + moved).isoformat() for d in event["dates"]]}
+                for event in events
+            ]
+        forecasts.append(forecast)
         horizons[key] = [Duration.parse(h).seconds for h in scored.split(",")]
 
     times: list[float] = []
@@ -195,6 +235,8 @@ def main() -> int:
     where = f"synthetic (seed {args.seed})" if args.synthetic else str(args.data)
     if args.cut:
         where += f", the last {args.cut:g} days cut off"
+    if args.events:
+        where += ", with their known events"
     print(f"{label} on {where}: {len(reports)} series, {args.origins} origins\n")
     write_table(reports, 0.8, sys.stdout)
     p50, p90 = np.quantile(times, [0.5, 0.9])

@@ -10,6 +10,7 @@ trainer and the exporter read. Problems are returned with their paths, for
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -121,6 +122,67 @@ class BreachRule:
         return from_query if self.threshold_query is not None else self.threshold
 
 
+# Names Prophet gives its own columns; an event called one of these would be refused mid-fit.
+RESERVED_EVENT_NAMES = frozenset(
+    {"ds", "y", "cap", "floor", "y_scaled", "cap_scaled", "trend", "holidays", "zeros", "yhat"}
+    | {"daily", "weekly", "yearly", "additive_terms", "multiplicative_terms"}
+    | {"extra_regressors_additive", "extra_regressors_multiplicative"}
+)
+MAX_EVENT_WINDOW_DAYS = 31
+
+
+class EventConfig(StrictModel):
+    """A known event (a launch, a sale, a play-off): Prophet fits its effect and applies it when it recurs.
+
+    ``before`` and ``after`` widen each date into a window of whole days, as
+    Prophet's ``lower_window`` and ``upper_window`` do.
+    """
+
+    name: str
+    dates: list[datetime.date] = Field(min_length=1)
+    before: DurationField = Duration.parse("0d")
+    after: DurationField = Duration.parse("0d")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid name (letters, digits and _, not starting with a digit)")
+        if value in RESERVED_EVENT_NAMES or value.endswith(("_lower", "_upper")):
+            raise ValueError(f"{value!r} is a name Prophet uses for its own columns; choose another")
+        return value
+
+    @field_validator("before", "after")
+    @classmethod
+    def _whole_days(cls, value: Duration) -> Duration:
+        days = value.seconds / 86400
+        if days != int(days) or not 0 <= days <= MAX_EVENT_WINDOW_DAYS:
+            raise ValueError(f"{value.text!r} must be whole days, 0d to {MAX_EVENT_WINDOW_DAYS}d, as Prophet counts")
+        return value
+
+    def rows(self) -> list[tuple[str, str, int, int]]:
+        """Prophet's holiday rows: name, date, lower_window, upper_window."""
+        before, after = round(self.before.seconds / 86400), round(self.after.seconds / 86400)
+        return [(self.name, day.isoformat(), -before, after) for day in sorted(set(self.dates))]
+
+
+class HolidaysConfig(StrictModel):
+    """Prophet's built-in public holidays of one country (``holidays: {country: US}``)."""
+
+    country: str
+
+    @field_validator("country")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        import holidays
+
+        if value not in holidays.list_supported_countries():
+            raise ValueError(
+                f"{value!r} is not a country the holidays package knows; use an ISO 3166 code such as US, GB or DE"
+            )
+        return value
+
+
 class Settings(StrictModel):
     """The keys that ``defaults`` sets and each forecast may override."""
 
@@ -135,6 +197,17 @@ class Settings(StrictModel):
     prophet: ProphetOptions | None = None
     model: ModelOptions | None = None
     breach: BreachConfig | None = None
+    holidays: HolidaysConfig | None = None
+    events: list[EventConfig] | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _distinct_events(cls, value: list[EventConfig] | None) -> list[EventConfig] | None:
+        names = [event.name for event in value or ()]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"event names must be distinct; {', '.join(repeated)} is given twice")
+        return value
 
     @field_validator("model", mode="before")
     @classmethod
@@ -205,6 +278,9 @@ class Forecast:
     prophet: dict[str, Any]
     breach: BreachRule | None = None
     model: ModelOptions = dataclasses.field(default_factory=ModelOptions)
+    # Prophet's holiday rows (name, ISO date, lower_window, upper_window) and built-in holidays' country.
+    events: tuple[tuple[str, str, int, int], ...] = ()
+    holidays_country: str | None = None
 
     def fit_spec(self) -> FitSpec:
         return FitSpec(
@@ -215,6 +291,8 @@ class Forecast:
             prophet=dict(self.prophet),
             model=self.model,
             hint=f"{self.name} {self.query}",
+            events=self.events,
+            holidays_country=self.holidays_country,
         )
 
 
@@ -234,6 +312,8 @@ def resolve(entry: ForecastEntry, defaults: Settings, index: int) -> tuple[Forec
         model = ModelOptions()
         problems.extend(f"{where}.model: {message(error)}" for error in exc.errors())
     breach = entry.breach if entry.breach is not None else defaults.breach
+    events = entry.events if entry.events is not None else defaults.events or []
+    holidays = entry.holidays if entry.holidays is not None else defaults.holidays
     prophet = {**BUILTIN_DEFAULTS.prophet.as_kwargs()}  # type: ignore[union-attr]
     for layer in (defaults, entry):
         if layer.prophet is not None:
@@ -252,6 +332,8 @@ def resolve(entry: ForecastEntry, defaults: Settings, index: int) -> tuple[Forec
         prophet=prophet,
         breach=breach.rule() if breach is not None else None,
         model=model,
+        events=tuple(row for event in events for row in event.rows()),
+        holidays_country=holidays.country if holidays is not None else None,
     )
     for i, h in enumerate(forecast.horizons):
         if h.seconds > forecast.horizon.seconds:

@@ -103,6 +103,50 @@ def test_executor_settings():
     assert any(p.startswith("workers:") for p in _problems(_minimal(workers=-1)))
 
 
+def test_events_and_holidays_become_prophet_holidays_and_every_mistake_is_named():
+    config = parse(
+        _minimal(
+            defaults={"holidays": {"country": "US"}},
+            forecasts=[
+                {
+                    "name": "checkout",
+                    "query": "up",
+                    "events": [
+                        {"name": "black_friday", "dates": ["2025-11-28", "2026-11-27"], "before": "1d", "after": "2d"}
+                    ],
+                },
+                {"name": "plain", "query": "up", "holidays": {"country": "DE"}},
+            ],
+        )
+    )
+    checkout, plain = config.forecasts
+    assert checkout.fit_spec().events == (("black_friday", "2025-11-28", -1, 2), ("black_friday", "2026-11-27", -1, 2))
+    assert (checkout.holidays_country, plain.holidays_country, plain.events) == ("US", "DE", ())
+    bad = [
+        {"name": "trend", "dates": ["2025-01-01"]},
+        {"name": "empty", "dates": []},
+        {"name": "month", "dates": ["2025-13-01"]},
+        {"name": "hours", "dates": ["2025-01-01"], "before": "12h"},
+    ]
+    problems = _problems(_minimal(forecasts=[{"name": "a", "query": "up", "events": bad}]))
+    assert problems == [
+        "forecasts[0].events[0].name: 'trend' is a name Prophet uses for its own columns; choose another",
+        "forecasts[0].events[1].dates: List should have at least 1 item after validation, not 0",
+        "forecasts[0].events[2].dates[0]: Input should be a valid date or datetime, month value is outside expected "
+        "range of 1-12",
+        "forecasts[0].events[3].before: '12h' must be whole days, 0d to 31d, as Prophet counts",
+    ]
+    twice = [{"name": "x", "dates": ["2025-01-01"]}, {"name": "x", "dates": ["2025-01-02"]}]
+    assert (
+        "events: event names must be distinct; x is given twice"
+        in _problems(_minimal(forecasts=[{"name": "a", "query": "up", "events": twice}]))[0]
+    )
+    assert _problems(_minimal(defaults={"holidays": {"country": "Narnia"}})) == [
+        "defaults.holidays.country: 'Narnia' is not a country the holidays package knows; "
+        "use an ISO 3166 code such as US, GB or DE"
+    ]
+
+
 def test_a_shard_gets_its_own_folder_of_state_dir_and_an_impossible_one_is_refused():
     config = parse(_minimal(state_dir="/var/lib/forecaster", shard={"index": 1, "count": 3}))
     assert (config.shard.index, config.shard.count) == (1, 3)

@@ -5,8 +5,9 @@ Decides what the fit sees and what the forecast may say:
 - the history is put on the ``step`` grid, so every later stage can count in steps;
 - a positive, heavy-tailed series is fitted in log space (forecasts are then
   medians, which is what MAE rewards);
-- spikes far outside a rolling median/MAD band are clipped before fitting,
-  so they bend neither trend nor seasonality, but the raw values are kept
+- spikes far outside a rolling median/MAD band are clipped before fitting
+  (except on the days of known events), so they bend neither trend nor
+  seasonality, but the raw values are kept
   too: spikes will happen again, and the band should say how often;
 - a series that was never negative is never forecast negative, and a percent
   or ratio series stays within 0–100 or 0–1.
@@ -14,13 +15,16 @@ Decides what the fit sees and what the forecast may say:
 
 from __future__ import annotations
 
+import datetime
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from forecaster.model.options import FitSpec
 
+EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 _PERCENT_HINT = re.compile(r"percent|pct|utili[sz]ation", re.IGNORECASE)
 _RATIO_HINT = re.compile(r"ratio|fraction", re.IGNORECASE)
 
@@ -81,7 +85,9 @@ def choose_transform(ys: np.ndarray, option: str) -> tuple[str, float]:
     return "none", 0.0
 
 
-def clip_outliers(y: np.ndarray, step: float, threshold: float) -> tuple[np.ndarray, int]:
+def clip_outliers(
+    y: np.ndarray, step: float, threshold: float, keep: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
     """Clip points farther than ``threshold`` robust SDs from a centred rolling median.
 
     The window is six hours (at least 11 points), wide enough that a burst of
@@ -90,7 +96,9 @@ def clip_outliers(y: np.ndarray, step: float, threshold: float) -> tuple[np.ndar
 
     The latest points are judged against the past alone, where a spike and the
     start of a new level look the same; the run of outlying points that
-    reaches the end of the history is therefore kept as it is.
+    reaches the end of the history is therefore kept as it is. Points where
+    ``keep`` is true (the days of known events) are never clipped: their
+    departure is what the event's effect is fitted on.
     """
     import pandas as pd
 
@@ -104,6 +112,8 @@ def clip_outliers(y: np.ndarray, step: float, threshold: float) -> tuple[np.ndar
     low, high = centre - threshold * scale, centre + threshold * scale
     valid = np.isfinite(y) & np.isfinite(centre) & (scale > 0)
     outside = valid & ((y < low) | (y > high))
+    if keep is not None:
+        outside &= ~keep
     for index in np.flatnonzero(np.isfinite(y))[::-1]:
         if not outside[index]:
             break
@@ -120,8 +130,20 @@ def prepare(ts: np.ndarray, ys: np.ndarray, spec: FitSpec) -> Prepared:
         y = np.log(y + offset)
     raw, clipped = y, 0
     if spec.model.outliers is not None:
-        y, clipped = clip_outliers(y, spec.step, spec.model.outliers)
+        y, clipped = clip_outliers(y, spec.step, spec.model.outliers, event_days(grid, spec.events))
     return Prepared(grid, y, raw, transform, offset, clipped)
+
+
+def event_days(grid: np.ndarray, events: Sequence[tuple[str, str, int, int]]) -> np.ndarray | None:
+    """Which grid times fall on a day of a known event's window (UTC days, as Prophet counts them); None: no events."""
+    if not events:
+        return None
+    day = np.floor(grid / 86400.0).astype(np.int64)  # days since the epoch
+    marked = np.zeros(len(grid), dtype=bool)
+    for _, date, lower, upper in events:
+        first = datetime.date.fromisoformat(date).toordinal() - EPOCH_ORDINAL
+        marked |= (day >= first + lower) & (day <= first + upper)
+    return marked
 
 
 def bounds(ys: np.ndarray, spec: FitSpec) -> tuple[float | None, float | None]:

@@ -71,7 +71,9 @@ def fit_predict(
     options = prophet_options(prepared, spec)
     # Stan, cmdstanpy and pandas raise many types; a failing series must not stop the batch.
     try:
-        model = prophet.fit(prepared, spec.interval_width, options, warm_start, timeout)
+        model = prophet.fit(
+            prepared, spec.interval_width, options, warm_start, timeout, spec.events, spec.holidays_country
+        )
     except TimeoutError:
         raise SeriesSkipped(
             SkipReason.FIT_TIMEOUT,

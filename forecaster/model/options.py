@@ -104,3 +104,7 @@ class FitSpec:
     prophet: dict[str, Any] = field(default_factory=dict)
     model: ModelOptions = field(default_factory=ModelOptions)
     hint: str = ""
+    # Known events as Prophet's holiday rows (name, ISO date, lower_window, upper_window), and a country whose
+    # public holidays Prophet adds.
+    events: tuple[tuple[str, str, int, int], ...] = ()
+    holidays_country: str | None = None

@@ -11,6 +11,7 @@ log noise turned down, so that importing this module costs nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,15 +45,26 @@ def fit(
     options: dict[str, Any],
     warm: dict[str, Any] | None,
     timeout: float | None = None,
+    events: Sequence[tuple[str, str, int, int]] = (),
+    country: str | None = None,
 ) -> Any:
     """A fitted Prophet model of the prepared history's observed points; TimeoutError after ``timeout`` seconds.
 
+    ``events`` are Prophet's holiday rows (name, ISO date, lower_window,
+    upper_window) and ``country`` a country whose public holidays are added;
+    each gets a fitted effect that the forecast carries wherever it recurs.
     The timeout goes to cmdstanpy, which stops the solver process itself.
     """
     import pandas as pd
 
     observed = np.isfinite(prepared.y)
-    model = load_prophet()(interval_width=interval_width, **options)
+    holidays = None
+    if events:
+        holidays = pd.DataFrame(list(events), columns=["holiday", "ds", "lower_window", "upper_window"])
+        holidays["ds"] = pd.to_datetime(holidays["ds"])
+    model = load_prophet()(interval_width=interval_width, holidays=holidays, **options)
+    if country:
+        model.add_country_holidays(country_name=country)
     history = pd.DataFrame({"ds": pd.to_datetime(prepared.grid[observed], unit="s"), "y": prepared.y[observed]})
     init = _compatible_init(model, len(history), warm)
     extra: dict[str, Any] = {"timeout": timeout} if timeout else {}

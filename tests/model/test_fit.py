@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -130,3 +132,24 @@ def test_a_trends_band_widens_with_the_lead_as_far_as_its_rate_has_varied(seed):
     assert 0.65 <= np.mean(inside_day) <= 0.95
     assert 0.65 <= np.mean(inside_week) <= 0.98
     assert min(ratios) >= 2
+
+
+@pytest.mark.slow
+def test_a_known_event_inside_the_frame_shapes_the_forecast():
+    day = np.arange(0, 400.0)
+    t = day * DAY
+    rng = np.random.default_rng(9)
+    y = 100 + 5 * np.sin(2 * np.pi * day / 7) + rng.normal(0, 1, len(t))
+    sales = day[(day % 50 == 10)]  # every 50 days, a sale triples the level for the day and the day after
+    for d in sales:
+        y[(day >= d) & (day <= d + 1)] *= 3
+    upcoming = day[-1] + 4  # the next sale falls inside the frame
+    dates = [str(np.datetime64(int(d), "D")) for d in (*sales, upcoming)]
+    spec = FitSpec(step=DAY, horizon=7 * DAY, interval_width=0.8, min_points=20)
+    with_event = dataclasses.replace(spec, events=tuple(("sale", d, 0, 1) for d in dates))
+    plain = fit_predict(t, y, t[-1] + DAY, spec).frame
+    shaped = fit_predict(t, y, t[-1] + DAY, with_event).frame
+    on_sale = np.isin(shaped.ds, [upcoming * DAY, (upcoming + 1) * DAY])
+    assert shaped.yhat[on_sale].min() > 250  # three times the level of about 100
+    assert plain.yhat[on_sale].max() < 150
+    assert np.abs(shaped.yhat[~on_sale] - 100).max() < 15
