@@ -19,6 +19,7 @@ none does work at import time (tests/test_layout.py holds both to that):
     breach.py          when a band first crosses a threshold; matching query thresholds to series
     exporter.py        the scrape board and collectors (forecasts, skill) and the self-metrics
     status_page.py     the status page at /: each forecast's health and a chart per series, from the board
+    curve.py           PromQL over the forecast curves: the subset a forecast panel needs, with numpy
     trainer.py         one retrain of one forecast: fetch, fit, score, persist, publish
     scheduler.py       APScheduler 3.x jobs: one per forecast, never overlapping
     server.py          /metrics, /healthz, /readyz and the status page at /

@@ -10,6 +10,8 @@
     ├── TransientError         one request failed in a way worth retrying; the source retries it and,
     │                          when the retries run out, raises a QueryError naming forecast and query
     ├── SeriesSkipped          one series cannot be forecast; carries its SkipReason
+    ├── RefusedQuery           a query to the forecaster's own /api/v1 it will not answer; carries Prometheus'
+    │                          errorType (bad_data: the query or a parameter; execution: cannot be evaluated)
     └── Stopped                shutdown was requested while fits were running; their results are dropped
 
 Each error names what it was doing for whom (forecast, query, file) and, where
@@ -117,3 +119,17 @@ class Stopped(ForecasterError):
 
     def __init__(self) -> None:
         super().__init__("stopped: the service is shutting down")
+
+
+class RefusedQuery(ForecasterError):
+    """A request to the forecaster's Prometheus-compatible API that it will not answer, as Prometheus words it.
+
+    ``error_type`` is Prometheus' ``errorType``: ``bad_data`` (HTTP 400) for a
+    query or parameter that is wrong or asks for something not supported here,
+    ``execution`` (HTTP 422) for one that is valid but cannot be evaluated
+    over the served series (clashing label sets, too many samples).
+    """
+
+    def __init__(self, message: str, error_type: str = "bad_data") -> None:
+        super().__init__(message)
+        self.error_type = error_type
