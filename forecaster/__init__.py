@@ -20,9 +20,10 @@ none does work at import time (tests/test_layout.py holds both to that):
     exporter.py        the scrape board and collectors (forecasts, skill) and the self-metrics
     status_page.py     the status page at /: each forecast's health and a chart per series, from the board
     curve.py           PromQL over the forecast curves: the subset a forecast panel needs, with numpy
+    query_api.py       the curves over Prometheus' HTTP API (/api/v1/), for Grafana's Prometheus data source
     trainer.py         one retrain of one forecast: fetch, fit, score, persist, publish
     scheduler.py       APScheduler 3.x jobs: one per forecast, never overlapping
-    server.py          /metrics, /healthz, /readyz and the status page at /
+    server.py          /metrics, /healthz, /readyz, the status page at / and query_api's /api/v1/
     service.py         the composition root: builds all of the above from a config and runs it
     backtest.py        the backtest report: rolling origins, MAE/MASE/coverage tables
     plot.py            backtest plots (the ``plot`` extra)

@@ -1,4 +1,6 @@
-"""The HTTP endpoints: ``/metrics``, ``/healthz`` (alive), ``/readyz`` (state loaded) and the status page ``/``."""
+"""The HTTP endpoints: ``/metrics``, ``/healthz`` (alive), ``/readyz`` (state loaded), the status page ``/``
+and the query API ``/api/v1/``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from forecaster.query_api import MAX_BODY, PREFIX, QueryAPI
+
 log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT = 30.0
@@ -20,12 +24,18 @@ RenderPage = Callable[[str], tuple[int, bytes]]
 
 
 class MetricsServer:
-    """Serves the registry and the status page on a background thread; ``ready`` gates ``/readyz``."""
+    """Serves the registry, the status page and the query API on a background thread; ``ready`` gates ``/readyz``."""
 
     def __init__(
-        self, registry: CollectorRegistry, host: str, port: int, ready: threading.Event, status_page: RenderPage
+        self,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        ready: threading.Event,
+        status_page: RenderPage,
+        api: QueryAPI | None = None,
     ) -> None:
-        handler = _handler(registry, ready, status_page)
+        handler = _handler(registry, ready, status_page, api)
         self._httpd = _Server((host, port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
@@ -49,7 +59,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def _handler(
-    registry: CollectorRegistry, ready: threading.Event, status_page: RenderPage
+    registry: CollectorRegistry, ready: threading.Event, status_page: RenderPage, api: QueryAPI | None
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "forecaster"
@@ -65,6 +75,24 @@ def _handler(
         def do_GET(self) -> None:
             self._respond(body=True)
 
+        def do_POST(self) -> None:
+            # Grafana's Prometheus data source sends its queries as form-encoded POSTs.
+            if api is not None and self.path.startswith(PREFIX):
+                self._api(api, body=True)
+            else:
+                self._send(405, b"only the query API (/api/v1/) takes POST\n", True)
+
+        def _api(self, api: QueryAPI, body: bool) -> None:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY:
+                self._send(413 if length > MAX_BODY else 400, b"bad Content-Length\n", body)
+                return
+            status, payload = api.handle(self.path, self.headers.get("Content-Type", ""), self.rfile.read(length))
+            self._send(status, payload, body, "application/json")
+
         def _respond(self, body: bool) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -77,6 +105,8 @@ def _handler(
                     self._send(200, b"ready\n", body)
                 else:
                     self._send(503, b"loading state\n", body)
+            elif api is not None and path.startswith(PREFIX):
+                self._api(api, body)
             elif path == "/":
                 status, page = status_page(urlsplit(self.path).query)
                 self._send(status, page, body, "text/html; charset=utf-8")

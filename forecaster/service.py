@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from prometheus_client import CollectorRegistry
 
@@ -20,6 +21,7 @@ from forecaster.executor import build_executor
 from forecaster.exporter import Board, ForecastCollector, SelfMetrics
 from forecaster.history import HistoryCache
 from forecaster.prometheus import PrometheusSource
+from forecaster.query_api import QueryAPI
 from forecaster.scheduler import Scheduler
 from forecaster.server import MetricsServer
 from forecaster.settings import Forecast
@@ -93,13 +95,13 @@ class Service:
         scheduler = Scheduler(self.trainer, self.config.forecasts)
         page = StatusPage(self.board, self.metrics, self.config.forecasts, scheduler.next_run, shard=self.config.shard)
         try:
-            server = MetricsServer(self.registry, host, port, ready, page.render)
+            server = MetricsServer(self.registry, host, port, ready, page.render, QueryAPI(self.board, time.time))
         except OSError as exc:
             raise ForecasterError(
                 f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --listen"
             ) from None
         server.start()
-        log.info("serving /metrics on http://%s:%d", *server.address)
+        log.info("serving /metrics and the query API (/api/v1/) on http://%s:%d", *server.address)
         loaded = self.load_state()
         ready.set()
         log.info("loaded %d stored forecast(s) from %s", loaded, self.config.replica_state_dir)
