@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -62,6 +63,21 @@ class Service:
             return httpx.get(self.url + path, timeout=5)
         except httpx.HTTPError:
             return httpx.Response(599)
+
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        """An instant query of the service's own query API, POSTed form-encoded as Grafana sends it."""
+        return self.api("/api/v1/query", {"query": promql, **({"time": str(at)} if at is not None else {})})["result"]
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        params = {"query": promql, "start": str(start), "end": str(end), "step": str(step)}
+        return self.api("/api/v1/query_range", params)["result"]
+
+    def api(self, path: str, params: dict[str, str]) -> Any:
+        """The ``data`` of a successful answer; RuntimeError (with the error) for any other."""
+        body = httpx.post(self.url + path, data=params, timeout=30).json()
+        if body.get("status") != "success":
+            raise RuntimeError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}")
+        return body["data"]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         assert self.process is not None

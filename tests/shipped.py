@@ -1,7 +1,8 @@
 """The PromQL the repository ships: every expression of every Grafana dashboard and every rule file.
 
 Used by the static checks (tests/test_shipped.py) and by the live test that
-runs each expression against a real Prometheus fed by the service.
+runs each expression against the data source it names: a real Prometheus fed
+by the service, or the service's own query API.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import yaml
 from tests.helpers import REPO
 
 DASHBOARDS = REPO / "grafana" / "dashboards"
+DATASOURCES = REPO / "grafana" / "provisioning" / "datasources"
+PROMETHEUS = "prometheus"  # the data sources' uids
+FORECASTER = "forecaster"
 RULES = REPO / "rules"
 # Grafana's own variables, and the values a test run gives them (Prometheus scrapes every second there).
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h"}
@@ -28,6 +32,19 @@ _VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 class Expression:
     where: str  # file and panel or rule, for the failure message
     expr: str
+    datasource: str = PROMETHEUS  # the uid of the data source that runs it; rules run in Prometheus
+
+
+Query = Callable[[str], list[dict[str, Any]]]  # an instant query's result
+
+
+def datasources() -> dict[str, dict[str, Any]]:
+    """Every provisioned Grafana data source, by uid."""
+    return {
+        source["uid"]: source
+        for path in sorted(DATASOURCES.glob("*.yml"))
+        for source in yaml.safe_load(path.read_text())["datasources"]
+    }
 
 
 def dashboards() -> list[tuple[Path, dict[str, Any]]]:
@@ -50,7 +67,9 @@ def dashboard_expressions() -> list[Expression]:
         for panel in dashboard_panels(dashboard):
             for target in panel.get("targets", []):
                 if target.get("expr"):
-                    out.append(Expression(f"{path.name}: panel {panel['title']!r} {target['refId']}", target["expr"]))
+                    where = f"{path.name}: panel {panel['title']!r} {target['refId']}"
+                    source = (target.get("datasource") or panel.get("datasource") or {}).get("uid", PROMETHEUS)
+                    out.append(Expression(where, target["expr"], source))
     return out
 
 
@@ -84,8 +103,11 @@ def fill(expr: str, values: dict[str, str]) -> str:
     return _VARIABLE.sub(one, expr)
 
 
-def resolve_variables(dashboard: dict[str, Any], query: Callable[[str], list[dict[str, Any]]]) -> dict[str, str]:
+def resolve_variables(dashboard: dict[str, Any], queries: dict[str, Query]) -> dict[str, str]:
     """Each template variable's first value, computed like Grafana's Prometheus datasource does.
+
+    ``queries`` runs an instant query in the data source of each uid; a
+    variable asks the one it names.
 
     ``label_values(expr, label)`` takes the label's values among ``expr``'s
     series; ``query_result(expr)`` renders each series as Grafana does
@@ -96,6 +118,7 @@ def resolve_variables(dashboard: dict[str, Any], query: Callable[[str], list[dic
     for variable in dashboard["templating"]["list"]:
         definition = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
         definition = fill(definition, values)
+        query = queries[variable.get("datasource", {}).get("uid", PROMETHEUS)]
         label_values = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", definition)
         query_result = re.fullmatch(r"query_result\((.+)\)", definition)
         if label_values:
@@ -110,7 +133,7 @@ def resolve_variables(dashboard: dict[str, Any], query: Callable[[str], list[dic
             pattern = re.compile(variable["regex"].strip("/"))
             options = sorted({m.group(1) for m in map(pattern.search, options) if m})
         if not options:
-            raise AssertionError(f"variable {variable['name']}: {definition!r} has no values in Prometheus")
+            raise AssertionError(f"variable {variable['name']}: {definition!r} has no values")
         values[variable["name"]] = options[0]
     return values
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,14 +20,18 @@ import yaml
 
 from devtools.local_prometheus import find_binary, free_port
 from forecaster import config as config_module
+from forecaster.config import parse_listen
 from forecaster.recording_rules import RECORD, render
 from tests.helpers import REPO, wait_for
 from tests.shipped import (
     BUILTINS,
+    FORECASTER,
+    PROMETHEUS,
     SHIPPED_ALERTS,
     dashboard_expressions,
     dashboard_panels,
     dashboards,
+    datasources,
     rule_expressions,
     rule_files,
     variables_used,
@@ -105,10 +110,15 @@ def test_compose_forecaster_config_is_valid_and_predicts_breaches() -> None:
 # --- Grafana ----------------------------------------------------------------------------------
 
 
-def test_grafana_provisioning_points_at_the_dashboards_and_the_datasource_they_use() -> None:
-    datasources = yaml.safe_load((REPO / "grafana/provisioning/datasources/prometheus.yml").read_text())
-    (source,) = datasources["datasources"]
-    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+def test_grafana_provisioning_points_at_the_dashboards_and_the_datasources_they_use() -> None:
+    sources = datasources()
+    assert set(sources) == {PROMETHEUS, FORECASTER}
+    assert sources[PROMETHEUS]["type"] == "prometheus" and sources[PROMETHEUS]["url"] == "http://prometheus:9090"
+    assert sources[PROMETHEUS]["isDefault"] is True
+    # The forecaster's query API speaks Prometheus' HTTP API on the port it serves /metrics on.
+    config = config_module.load(REPO / COMPOSE_FORECASTER)
+    assert sources[FORECASTER]["type"] == "prometheus"
+    assert sources[FORECASTER]["url"] == f"http://forecaster:{parse_listen(config.server.listen)[1]}"
     providers = yaml.safe_load((REPO / "grafana/provisioning/dashboards/forecaster.yml").read_text())["providers"]
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
@@ -118,26 +128,41 @@ def test_grafana_provisioning_points_at_the_dashboards_and_the_datasource_they_u
     for path, dashboard in dashboards():
         for panel in dashboard_panels(dashboard):
             for target in panel.get("targets", []):
-                assert target["datasource"]["uid"] == source["uid"], (path.name, panel["title"])
+                assert target["datasource"]["uid"] in sources, (path.name, panel["title"])
+        for variable in dashboard["templating"]["list"]:
+            assert variable["datasource"]["uid"] in sources, (path.name, variable["name"])
 
 
-def test_dashboard_shades_the_band_and_uses_only_defined_variables() -> None:
-    (_, dashboard), *_ = dashboards()
+def _dashboard(name: str) -> dict[str, Any]:
+    return next(dashboard for path, dashboard in dashboards() if path.name == name)
+
+
+def test_dashboards_use_only_defined_variables() -> None:
+    for path, dashboard in dashboards():
+        names = {v["name"] for v in dashboard["templating"]["list"]}
+        for expression in dashboard_expressions():
+            if expression.where.startswith(path.name):
+                assert variables_used(expression.expr) <= names | set(BUILTINS), expression
+
+
+def _fill_below(panel: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (o["matcher"]["options"], prop["value"])
+        for o in panel["fieldConfig"]["overrides"]
+        for prop in o["properties"]
+        if prop["id"] == "custom.fillBelowTo"
+    ]
+
+
+def test_dashboard_shades_the_band() -> None:
+    dashboard = _dashboard("forecaster.json")
     names = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"forecast", "series"} <= names
-    for expression in dashboard_expressions():
-        assert variables_used(expression.expr) <= names | set(BUILTINS), expression
     band = next(p for p in dashboard_panels(dashboard) if "band" in p["title"])
     legends = {t["legendFormat"]: t["expr"] for t in band["targets"]}
     assert set(legends) == {"actual", "yhat", "yhat_lower", "yhat_upper"}
     assert legends["actual"].startswith(RECORD)
-    fill_below = [
-        (o["matcher"]["options"], prop["value"])
-        for o in band["fieldConfig"]["overrides"]
-        for prop in o["properties"]
-        if prop["id"] == "custom.fillBelowTo"
-    ]
-    assert fill_below == [("yhat_upper", "yhat_lower")]
+    assert _fill_below(band) == [("yhat_upper", "yhat_lower")]
     kinds = {p["type"] for p in dashboard_panels(dashboard)}
     assert {"timeseries", "table", "stat"} <= kinds
     assert any("forecast_breach_seconds" in e.expr for e in dashboard_expressions())
@@ -145,9 +170,27 @@ def test_dashboard_shades_the_band_and_uses_only_defined_variables() -> None:
     assert any("forecaster_last_success_timestamp_seconds" in e.expr for e in dashboard_expressions())
 
 
+def test_capacity_outlook_draws_the_real_series_and_the_forecast_curve_on_the_same_axes() -> None:
+    dashboard = _dashboard("capacity-outlook.json")
+    assert dashboard["title"] == "Capacity outlook"
+    assert dashboard["time"] == {"from": "now-7d", "to": "now+7d"}
+    panels = [p for p in dashboard_panels(dashboard) if p["type"] == "timeseries"]
+    assert panels
+    for panel in panels:
+        by_legend = {t["legendFormat"]: t for t in panel["targets"]}
+        assert set(by_legend) == {"actual", "yhat", "yhat_lower", "yhat_upper"}, panel["title"]
+        assert by_legend["actual"]["datasource"]["uid"] == PROMETHEUS and RECORD in by_legend["actual"]["expr"]
+        for edge in ("yhat", "yhat_lower", "yhat_upper"):
+            assert by_legend[edge]["datasource"]["uid"] == FORECASTER, (panel["title"], edge)
+            assert f"forecast_{edge}{{" in by_legend[edge]["expr"] and "horizon" not in by_legend[edge]["expr"]
+        assert panel["datasource"]["uid"] == "-- Mixed --"  # one panel, two data sources, the same axes
+        assert _fill_below(panel) == [("yhat_upper", "yhat_lower")]
+
+
 def test_there_is_promql_to_prove_live() -> None:
     # The live test (tests/integration/test_alerting.py) runs each of these; make sure it has them all.
     assert len(dashboard_expressions()) >= 10
+    assert sum(e.datasource == FORECASTER for e in dashboard_expressions()) >= 6
     assert len(rule_expressions()) >= 8
 
 

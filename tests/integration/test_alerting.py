@@ -42,7 +42,10 @@ from forecaster import config as config_module
 from forecaster.recording_rules import actual_rules
 from tests.helpers import REPO, Service, wait_for, write_config
 from tests.shipped import (
+    FORECASTER,
+    PROMETHEUS,
     SHIPPED_ALERTS,
+    Query,
     dashboard_expressions,
     dashboards,
     fill,
@@ -262,6 +265,11 @@ class Stack:
     webhook: Webhook
     pusher: LivePusher
     log: Path
+    service: Service
+
+    def queries(self) -> dict[str, Query]:
+        """An instant query in each Grafana data source: Prometheus, and the forecaster's own query API."""
+        return {PROMETHEUS: self.prometheus.query, FORECASTER: self.service.query}
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +304,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     service = Service(write_config(root / "forecaster.yml", config_data), service_port, root / "forecaster.log")
     service.start()
     try:
-        yield Stack(prometheus, webhook, pusher, root / "forecaster.log")
+        yield Stack(prometheus, webhook, pusher, root / "forecaster.log", service)
     finally:
         pusher.stop.set()
         if service.process is not None:
@@ -391,25 +399,47 @@ def test_every_shipped_dashboard_and_rule_expression_returns_data(stack: Stack) 
         {"__name__", "alertname", "alertstate", "severity", "forecast", "job", "instance", "mountpoint"}
     ]
 
+    queries = stack.queries()
     checked = []
     for path, dashboard in dashboards():
-        values = resolve_variables(dashboard, prometheus.query)
+        values = resolve_variables(dashboard, queries)
         for expression in dashboard_expressions():
             if expression.where.startswith(path.name):
-                checked.append((expression.where, fill(expression.expr, values)))
-    checked.extend((e.where, e.expr) for e in rule_expressions())
+                checked.append((expression.where, fill(expression.expr, values), expression.datasource))
+    checked.extend((e.where, e.expr, e.datasource) for e in rule_expressions())
     problems = []
-    for where, expr in checked:
+    for where, expr, datasource in checked:
         # A rate or a recording rule can be empty for one evaluation on a busy machine; an error is final.
         deadline = time.monotonic() + 30
         try:
-            while not prometheus.query(expr):
+            while not queries[datasource](expr):
                 if time.monotonic() > deadline:
                     problems.append(f"{where}: {expr!r} returned no data for 30s")
                     break
                 time.sleep(1)
         except RuntimeError as exc:
             problems.append(f"{where}: {exc}")
-    print(f"\nran {len(checked)} shipped expressions ({len(rule_expressions())} from rule files), all with data")
+    on_forecaster = sum(datasource == FORECASTER for *_, datasource in checked)
+    print(
+        f"\nran {len(checked)} shipped expressions ({len(rule_expressions())} from rule files, "
+        f"{on_forecaster} on the forecaster's query API), all with data"
+    )
     assert not problems, "\n".join(problems)
     assert len(checked) == len(dashboard_expressions()) + len(rule_expressions())
+
+
+def test_capacity_outlook_forecast_expressions_reach_past_now(stack: Stack) -> None:
+    _wait_fitted(stack)
+    (dashboard,) = [d for path, d in dashboards() if path.name == "capacity-outlook.json"]
+    values = resolve_variables(dashboard, stack.queries())
+    expressions = [
+        e for e in dashboard_expressions() if e.where.startswith("capacity-outlook.json") and e.datasource == FORECASTER
+    ]
+    assert expressions
+    now = time.time()
+    for expression in expressions:
+        expr = fill(expression.expr, values)
+        result = stack.service.query_range(expr, now - DAY, now + DAY, 300)
+        ahead = [float(t) for series in result for t, _ in series["values"] if float(t) > now]
+        assert result and ahead, (expression.where, expr, result)
+        print(f"\n{expression.where}: {expr}: {len(result)} series, last point {(max(ahead) - now) / 3600:.1f} h ahead")
