@@ -3,9 +3,14 @@
 A scrape reads an immutable snapshot and interpolates; it never queries
 Prometheus or touches a model. Lines it emits, per series and horizon::
 
-    forecast_yhat{forecast="http_requests",horizon="0s",job="api"} 412.7
-    forecast_yhat_lower{forecast="http_requests",horizon="0s",job="api"} 380.1
-    forecast_yhat_upper{forecast="http_requests",horizon="1h",job="api"} 455.0
+    forecast_yhat{forecast="http_requests",horizon="0s",instance="",job="api"} 412.7
+    forecast_yhat_lower{forecast="http_requests",horizon="0s",instance="",job="api"} 380.1
+    forecast_yhat_upper{forecast="http_requests",horizon="1h",instance="",job="api"} 455.0
+
+Every per-series line carries ``job`` and ``instance``, empty when the series
+has none (here a ``sum by (job)``): scraped with ``honor_labels: true``, an
+empty label keeps the target's own out, so the stored forecast has exactly the
+real series' labels instead of ``job="forecaster"``.
 
 The ``horizon="0s"`` sample scraped at time t is the forecast for t; ``horizon="1h"``
 is the forecast for t+1h. A target outside the fitted frame is not exposed.
@@ -34,11 +39,17 @@ from forecaster.skill import Skill
 from forecaster.state import ForecastState, SeriesState
 
 RESERVED_LABELS = ("forecast", "horizon")
+# The labels Prometheus gives every scraped sample from its target unless the sample has them, even empty.
+TARGET_LABELS = ("job", "instance")
 
 
 def exposed_labels(series_labels: Labels) -> Labels:
-    """A series' own labels as exposed: ``forecast`` and ``horizon`` become ``exported_*``."""
-    out = {}
+    """A series' own labels as exposed on a scrape with ``honor_labels: true``.
+
+    ``forecast`` and ``horizon`` become ``exported_*``; a missing ``job`` or
+    ``instance`` is exposed empty, which keeps the target's own out of the stored series.
+    """
+    out = dict.fromkeys(TARGET_LABELS, "")
     for name, value in series_labels.items():
         if name == "__name__":
             continue
