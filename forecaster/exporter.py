@@ -18,7 +18,7 @@ is the forecast for t+1h. A target outside the fitted frame is not exposed.
 A forecast with ``breach`` set also emits, per series, the seconds from the
 scrape until its band first crosses the threshold (``+Inf``: not within the frame)::
 
-    forecast_breach_seconds{device="sda1",forecast="disk_free",instance="db-1"} 412380.5
+    forecast_breach_seconds{device="sda1",forecast="disk_free",instance="db-1",job="node"} 412380.5
 """
 
 from __future__ import annotations
@@ -163,9 +163,9 @@ def _breach_family() -> Metric:
 class SkillCollector:
     """How each series' previous forecast did on the samples that arrived since, against the PromQL baselines::
 
-        forecaster_model_mae{forecast="http_requests",job="api"} 3.2
-        forecaster_model_coverage{forecast="http_requests",job="api"} 0.83
-        forecaster_model_skill{forecast="http_requests",job="api"} 0.41
+        forecaster_model_mae{forecast="http_requests",instance="",job="api"} 3.2
+        forecaster_model_coverage{forecast="http_requests",instance="",job="api"} 0.83
+        forecaster_model_skill{forecast="http_requests",instance="",job="api"} 0.41
 
     Replaced whole per forecast after each retrain; a series without a score is not exposed.
     """
