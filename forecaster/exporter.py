@@ -39,7 +39,8 @@ from forecaster.skill import Skill
 from forecaster.state import ForecastState, SeriesState
 
 RESERVED_LABELS = ("forecast", "horizon")
-# The labels Prometheus gives every scraped sample from its target unless the sample has them, even empty.
+# Labels Prometheus copies from the scrape target onto every sample that lacks them; with honor_labels: true
+# a sample that has one, even empty, keeps it, and Prometheus then drops the empty label.
 TARGET_LABELS = ("job", "instance")
 
 
