@@ -1,15 +1,17 @@
 """``make demo``: a local Prometheus with weeks of realistic history, and the forecaster on it.
 
 Starts the distribution's Prometheus on 127.0.0.1:9090 (or a free port) with
-the shipped alert rules and the demo's ``forecast:actual`` recording rules
-(checked to be loaded), back-fills three weeks of synthetic traffic and disk
-series through remote write, keeps appending live samples (never
-future-dated), runs ``forecaster run`` on 127.0.0.1:9095, and prints where
-to look. Every convention the README claims shows: each series carries
-``job`` and ``instance`` and pairs with its forecast; the disk fills within a
-week, so ``ForecastBreachSoon`` goes pending minutes after the start; a few
-minutes in, one series' traffic jumps and ``ForecastOutsideBand`` catches
-it. Alerts are printed as they change. Ctrl-C stops everything.
+the shipped alert and anomaly-score rules and the demo's ``forecast:actual``
+recording rules (checked to be loaded), back-fills three weeks of synthetic
+traffic and disk series through remote write, keeps appending live samples
+(never future-dated), runs ``forecaster run`` on 127.0.0.1:9095, and prints
+where to look. Every convention the README claims shows: each series pairs
+with its forecast, the one pushed without ``job`` and ``instance`` too; the
+disk fills within a week, so ``ForecastBreachSoon`` goes pending minutes
+after the start; a few minutes in, one series' traffic jumps, its
+``forecast:anomaly_score`` goes above 1 and ``ForecastOutsideBand`` catches
+it. Alerts are printed as they change, with every series' anomaly score.
+Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import cast
 
 import httpx
 import numpy as np
@@ -40,7 +43,9 @@ ANOMALY_FACTOR = 3.0
 ANOMALY_AFTER = 180.0
 ANOMALY_FOR = 600.0
 ANOMALY_INSTANCE = "web-1"
-ALERT_RULES = Path(__file__).resolve().parent.parent / "rules" / "forecaster-alerts.yml"
+RULES = Path(__file__).resolve().parent.parent / "rules"
+# The shipped rule files the demo loads; the third, forecast-actuals.yml, is for the compose stack's forecasts.
+SHIPPED_RULES = (RULES / "forecaster-alerts.yml", RULES / "forecast-anomaly.yml")
 
 Key = tuple[tuple[str, str], ...]
 
@@ -48,7 +53,8 @@ Key = tuple[tuple[str, str], ...]
 def _series(now: float) -> dict[Key, Signal]:
     """The demo's series, their trends passing through ``base`` at ``now``.
 
-    Each carries its own instance label: with honor_labels it keeps it, so forecasts match the real series.
+    All but one carry ``job`` and ``instance``, which their forecasts keep under honor_labels; ``zone="ap"``
+    has neither, like an aggregate or a pushed series, and its forecast is stored without them too.
     """
     return {
         (
@@ -65,6 +71,9 @@ def _series(now: float) -> dict[Key, Signal]:
         ): Signal(base=200, daily=90, weekly=30, trend_per_day=1.5, noise=9, phase=2.2, origin=now),
         (("__name__", "demo_http_requests_per_second"), ("instance", "web-1"), ("job", "web")): Signal(
             base=45, daily=20, weekly=8, noise=3, phase=1.0, origin=now
+        ),
+        (("__name__", "demo_http_requests_per_second"), ("zone", "ap")): Signal(
+            base=80, daily=35, weekly=10, trend_per_day=0.5, noise=4, phase=3.5, origin=now
         ),
         # 60 GB free today, shrinking 12 GB a day: full in five days, inside ForecastBreachSoon's week.
         (
@@ -162,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ready = time.monotonic()
         alerts: dict[tuple[str, str], str] = {}
         shown: set[tuple[str, str]] = set()
+        above: set[str] = set()
         anomaly = False
         while not stopping:
             since = time.monotonic() - ready
@@ -170,7 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 change = f"jumps {ANOMALY_FACTOR:g}x for {ANOMALY_FOR / 60:.0f} minutes" if anomaly else "is back"
                 print(f"demo: {ANOMALY_INSTANCE}'s traffic {change}", flush=True)
             push(prometheus.write_url, _live(series, time.time() - 1, rng, anomaly))
-            alerts = _print_alert_changes(prometheus, alerts, shown)
+            alerts, printed = _print_alert_changes(prometheus, alerts, shown)
+            scores = _anomaly_scores(prometheus)
+            if scores and (printed or {name for name, score in scores.items() if score > 1} != above):
+                above = _print_scores(scores)
             if forecaster.poll() is not None:
                 print(f"demo: the forecaster exited with {forecaster.returncode}", file=sys.stderr)
                 return 1
@@ -187,14 +200,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _rule_files(state_dir: Path) -> list[str]:
-    """The shipped alert rules and the demo's forecast:actual recording rules."""
+    """The shipped alert and anomaly-score rules and the demo's forecast:actual recording rules."""
     from forecaster.config import parse
     from forecaster.recording_rules import render
 
     # Absolute: Prometheus resolves a relative rule file against its own config's folder, not this one.
     actuals = (state_dir / "forecast-actuals.yml").resolve()
     actuals.write_text(render(parse(_config("http://127.0.0.1:9090", state_dir / "state")), "the demo config"))
-    return [str(actuals), str(ALERT_RULES)]
+    return [str(actuals), *(str(path) for path in SHIPPED_RULES)]
 
 
 def _port_free(port: int) -> bool:
@@ -240,8 +253,8 @@ def _quote(text: str) -> str:
 
 def _rule_groups_missing(prometheus: LocalPrometheus) -> list[str]:
     """The rule groups the demo gave Prometheus that it does not report as loaded."""
-    shipped = yaml.safe_load(ALERT_RULES.read_text())
-    expected = {"forecast-actuals", *(group["name"] for group in shipped["groups"])}
+    shipped = [yaml.safe_load(path.read_text()) for path in SHIPPED_RULES]
+    expected = {"forecast-actuals", *(group["name"] for rules in shipped for group in rules["groups"])}
     body = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()
     loaded = {group["name"] for group in body["data"]["groups"]}
     return sorted(expected - loaded)
@@ -249,8 +262,10 @@ def _rule_groups_missing(prometheus: LocalPrometheus) -> list[str]:
 
 def _print_alert_changes(
     prometheus: LocalPrometheus, before: dict[tuple[str, str], str], shown: set[tuple[str, str]]
-) -> dict[tuple[str, str], str]:
-    """Print alerts going pending (the first time each does), firing, or resolved after firing; returns them now.
+) -> tuple[dict[tuple[str, str], str], bool]:
+    """Print alerts going pending (the first time each does), firing, or resolved after firing.
+
+    Returns the alerts now, and whether anything was printed.
 
     An 80% band misses one sample in five, so ForecastOutsideBand goes pending and clears again all the
     time; only its first pending and any firing are news.
@@ -258,7 +273,7 @@ def _print_alert_changes(
     try:
         body = httpx.get(f"{prometheus.url}/api/v1/alerts", timeout=5).json()
     except (httpx.HTTPError, ValueError):
-        return before
+        return before, False
     now: dict[tuple[str, str], str] = {}
     summaries: dict[tuple[str, str], str] = {}
     for alert in body.get("data", {}).get("alerts", []):
@@ -266,14 +281,39 @@ def _print_alert_changes(
         key = (alert["labels"]["alertname"], ", ".join(f"{k}={v}" for k, v in sorted(labels.items())))
         now[key] = alert["state"]
         summaries[key] = alert.get("annotations", {}).get("summary", "")
+    printed = False
     for key, state in now.items():
         if (state == "firing" and before.get(key) != "firing") or (state == "pending" and key not in shown):
             print(f"demo: alert {key[0]} {state}: {summaries[key] or key[1]}", flush=True)
             shown.add(key)
+            printed = True
     for key in before.keys() - now.keys():
         if before[key] == "firing":
             print(f"demo: alert {key[0]} resolved: {key[1]}", flush=True)
-    return now
+            printed = True
+    return now, printed
+
+
+def _anomaly_scores(prometheus: LocalPrometheus) -> dict[str, float]:
+    """forecast:anomaly_score of every series, by its forecast and labels as printed; empty when unreachable."""
+    try:
+        result = prometheus.query("forecast:anomaly_score")
+    except (httpx.HTTPError, ValueError, RuntimeError):
+        return {}
+    scores = {}
+    for item in result:
+        labels = cast(dict[str, str], item["metric"])
+        own = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k not in ("__name__", "forecast"))
+        scores[f"{labels['forecast']}{{{own}}}"] = float(cast(list[str], item["value"])[1])
+    return scores
+
+
+def _print_scores(scores: dict[str, float]) -> set[str]:
+    """Print every series' score, those above 1 marked; returns the series above 1."""
+    print("demo: forecast:anomaly_score (0 inside the band, 1 half a band outside, > marks above 1):", flush=True)
+    for name, score in sorted(scores.items()):
+        print(f"demo: {'>' if score > 1 else ' '} {score:8.2f}  {name}", flush=True)
+    return {name for name, score in scores.items() if score > 1}
 
 
 if __name__ == "__main__":

@@ -3,9 +3,14 @@
 A scrape reads an immutable snapshot and interpolates; it never queries
 Prometheus or touches a model. Lines it emits, per series and horizon::
 
-    forecast_yhat{forecast="http_requests",horizon="0s",job="api"} 412.7
-    forecast_yhat_lower{forecast="http_requests",horizon="0s",job="api"} 380.1
-    forecast_yhat_upper{forecast="http_requests",horizon="1h",job="api"} 455.0
+    forecast_yhat{forecast="http_requests",horizon="0s",instance="",job="api"} 412.7
+    forecast_yhat_lower{forecast="http_requests",horizon="0s",instance="",job="api"} 380.1
+    forecast_yhat_upper{forecast="http_requests",horizon="1h",instance="",job="api"} 455.0
+
+Every per-series line carries ``job`` and ``instance``, empty when the series
+has none (here a ``sum by (job)``): scraped with ``honor_labels: true``, an
+empty label keeps the target's own out, so the stored forecast has exactly the
+real series' labels instead of ``job="forecaster"``.
 
 The ``horizon="0s"`` sample scraped at time t is the forecast for t; ``horizon="1h"``
 is the forecast for t+1h. A target outside the fitted frame is not exposed.
@@ -13,7 +18,7 @@ is the forecast for t+1h. A target outside the fitted frame is not exposed.
 A forecast with ``breach`` set also emits, per series, the seconds from the
 scrape until its band first crosses the threshold (``+Inf``: not within the frame)::
 
-    forecast_breach_seconds{device="sda1",forecast="disk_free",instance="db-1"} 412380.5
+    forecast_breach_seconds{device="sda1",forecast="disk_free",instance="db-1",job="node"} 412380.5
 """
 
 from __future__ import annotations
@@ -34,11 +39,18 @@ from forecaster.skill import Skill
 from forecaster.state import ForecastState, SeriesState
 
 RESERVED_LABELS = ("forecast", "horizon")
+# Labels Prometheus copies from the scrape target onto every sample that lacks them; with honor_labels: true
+# a sample that has one, even empty, keeps it, and Prometheus then drops the empty label.
+TARGET_LABELS = ("job", "instance")
 
 
 def exposed_labels(series_labels: Labels) -> Labels:
-    """A series' own labels as exposed: ``forecast`` and ``horizon`` become ``exported_*``."""
-    out = {}
+    """A series' own labels as exposed on a scrape with ``honor_labels: true``.
+
+    ``forecast`` and ``horizon`` become ``exported_*``; a missing ``job`` or
+    ``instance`` is exposed empty, which keeps the target's own out of the stored series.
+    """
+    out = dict.fromkeys(TARGET_LABELS, "")
     for name, value in series_labels.items():
         if name == "__name__":
             continue
@@ -152,9 +164,9 @@ def _breach_family() -> Metric:
 class SkillCollector:
     """How each series' previous forecast did on the samples that arrived since, against the PromQL baselines::
 
-        forecaster_model_mae{forecast="http_requests",job="api"} 3.2
-        forecaster_model_coverage{forecast="http_requests",job="api"} 0.83
-        forecaster_model_skill{forecast="http_requests",job="api"} 0.41
+        forecaster_model_mae{forecast="http_requests",instance="",job="api"} 3.2
+        forecaster_model_coverage{forecast="http_requests",instance="",job="api"} 0.83
+        forecaster_model_skill{forecast="http_requests",instance="",job="api"} 0.41
 
     Replaced whole per forecast after each retrain; a series without a score is not exposed.
     """

@@ -229,9 +229,10 @@ def _summary(
 
 
 def _card(series: SeriesState, labels: Labels, score: Score | None, fit_time: float, now: float) -> str:
-    # As Prometheus writes them, a quote in a value escaped, so a value cannot pass for two labels.
+    # As Prometheus writes them: a quote in a value escaped, so a value cannot pass for two labels, and an empty
+    # label (job="" on a series that has no job) left out, as Prometheus stores it.
     shown = ", ".join(
-        f"{html.escape(k)}={html.escape(json.dumps(v, ensure_ascii=False))}" for k, v in sorted(labels.items())
+        f"{html.escape(k)}={html.escape(json.dumps(v, ensure_ascii=False))}" for k, v in sorted(labels.items()) if v
     )
     if score is None:
         stats = '<span class="muted">not scored yet</span>'

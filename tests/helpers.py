@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ import httpx
 import numpy as np
 import yaml
 
-from devtools.remote_write import TimeSeries
+from devtools.remote_write import TimeSeries, push
 from devtools.synthetic import Signal, grid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,6 +27,40 @@ def history(labels: dict[str, str], signal_: Signal, *, span: float, step: float
     """Synthetic history that ends a minute ago, as remote-write input."""
     t = grid(time.time() - 60, span, step)
     return TimeSeries(labels, (t * 1000).astype(np.int64).tolist(), signal_.sample(t, seed).tolist())
+
+
+class LivePusher:
+    """Keeps pushed series current: every ``every`` seconds, ``samples(at)`` stamped ``at``, a second ago.
+
+    Never later: Prometheus 2.42 accepts a future-dated sample and then drops every current scrape sample.
+    """
+
+    def __init__(self, url: str, samples: Callable[[int], Sequence[TimeSeries]], every: float = 5.0) -> None:
+        self.url = url
+        self._samples = samples
+        self._every = every
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._last_at = 0
+        self.push_once()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def push_once(self) -> None:
+        """Push now, from a test's thread too (to have a change in before waiting for its effect)."""
+        # A second sample with another value in the same second is refused as a duplicate.
+        with self._lock:
+            at = max(math.floor(time.time() - 1), self._last_at + 1)
+            push(self.url, self._samples(at))
+            self._last_at = at
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self._every):
+            self.push_once()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(self._every + 30)
 
 
 class Service:

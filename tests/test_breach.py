@@ -161,9 +161,12 @@ def test_forecast_breach_seconds_is_exposed_per_series_at_scrape_time() -> None:
     flat = SeriesState({"instance": "db-2"}, _frame(np.full(200, 50.0)))
     state = ForecastState("disk", "disk_free_bytes", T0, [falling, flat])
     registry = _registry(config, [state], T0 + 30)
-    labels = {"forecast": "disk", "instance": "db-1", "exported_forecast": "legacy"}
+    labels = {"forecast": "disk", "instance": "db-1", "job": "", "exported_forecast": "legacy"}
     assert registry.get_sample_value("forecast_breach_seconds", labels) == pytest.approx(90 * STEP - 30)
-    assert registry.get_sample_value("forecast_breach_seconds", {"forecast": "disk", "instance": "db-2"}) == math.inf
+    assert (
+        registry.get_sample_value("forecast_breach_seconds", {"forecast": "disk", "instance": "db-2", "job": ""})
+        == math.inf
+    )
     later = _registry(config, [state], T0 + 60 * STEP)
     assert later.get_sample_value("forecast_breach_seconds", labels) == pytest.approx(30 * STEP)
 
@@ -174,13 +177,18 @@ def test_no_breach_metric_without_breach_config_or_threshold() -> None:
     )
     state = ForecastState("plain", "q", T0, [SeriesState({"job": "a"}, _frame([1.0, 0.0]))])
     registry = _registry(config, [state], T0)
-    assert registry.get_sample_value("forecast_yhat", {"forecast": "plain", "horizon": "0s", "job": "a"}) == 1.0
-    assert registry.get_sample_value("forecast_breach_seconds", {"forecast": "plain", "job": "a"}) is None
+    assert (
+        registry.get_sample_value("forecast_yhat", {"forecast": "plain", "horizon": "0s", "instance": "", "job": "a"})
+        == 1.0
+    )
+    assert (
+        registry.get_sample_value("forecast_breach_seconds", {"forecast": "plain", "instance": "", "job": "a"}) is None
+    )
     query_config = _config(threshold_query="size", direction="above")
     unmatched = ForecastState("sized", "disk_free_bytes", T0, [SeriesState({"job": "a"}, _frame([1.0, 0.0]))])
     assert (
         _registry(query_config, [unmatched], T0).get_sample_value(
-            "forecast_breach_seconds", {"forecast": "sized", "job": "a"}
+            "forecast_breach_seconds", {"forecast": "sized", "instance": "", "job": "a"}
         )
         is None
     )
@@ -195,9 +203,9 @@ def test_query_thresholds_survive_a_restart_through_the_state_file(tmp_path: Pat
     loaded = store.load("sized", "disk_free_bytes")
     assert loaded is not None and [s.threshold for s in loaded.series] == [2.0, None]
     registry = _registry(_config(threshold_query="size", direction="above"), [loaded], T0)
-    assert registry.get_sample_value("forecast_breach_seconds", {"forecast": "sized", "job": "a"}) == pytest.approx(
-        STEP / 2
-    )
+    assert registry.get_sample_value(
+        "forecast_breach_seconds", {"forecast": "sized", "instance": "", "job": "a"}
+    ) == pytest.approx(STEP / 2)
 
 
 # --- the trainer's threshold step -------------------------------------------------------------

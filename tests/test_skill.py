@@ -66,7 +66,7 @@ def test_skill_collector_exposes_each_series_under_its_forecast():
     skill = SkillCollector()
     registry.register(skill)
     skill.publish("cpu", [({"instance": "a", "forecast": "x"}, Skill(2.0, 0.75, -0.5, 4))])
-    labels = {"forecast": "cpu", "instance": "a", "exported_forecast": "x"}
+    labels = {"forecast": "cpu", "instance": "a", "job": "", "exported_forecast": "x"}
     assert registry.get_sample_value("forecaster_model_mae", labels) == 2.0
     assert registry.get_sample_value("forecaster_model_coverage", labels) == 0.75
     assert registry.get_sample_value("forecaster_model_skill", labels) == -0.5
@@ -101,7 +101,7 @@ def test_each_retrain_exports_how_the_previous_forecast_did(tmp_path):
         SelfMetrics(registry, cfg.forecasts),
         clock=lambda: clock[0],
     )
-    labels = {"forecast": "flat", "instance": "a"}
+    labels = {"forecast": "flat", "instance": "a", "job": ""}
     assert trainer.run(cfg.forecasts[0]) is not None
     assert registry.get_sample_value("forecaster_model_skill", labels) is None  # nothing to score yet
     clock[0] += 3600

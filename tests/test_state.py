@@ -137,7 +137,8 @@ def test_load_state_serves_stored_forecasts_before_any_query(tmp_path):
     service = Service(cfg)
     try:
         assert service.load_state() == 1
-        value = service.registry.get_sample_value("forecast_yhat", {"forecast": "reqs", "horizon": "0s", "job": "api"})
+        labels = {"forecast": "reqs", "horizon": "0s", "instance": "", "job": "api"}
+        value = service.registry.get_sample_value("forecast_yhat", labels)
         assert value is not None and 1.0 <= value <= 2.0
         assert service.registry.get_sample_value(
             "forecaster_last_success_timestamp_seconds", {"forecast": "reqs"}

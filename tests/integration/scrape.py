@@ -14,8 +14,9 @@ def scrape(service: Service) -> list[Sample]:
     response = service.get("/metrics")
     if response.status_code != 200:
         return []
+    # Prometheus stores no empty label: job="" and instance="" on a series without them only keep the target's out.
     return [
-        (sample.name, dict(sample.labels), float(sample.value))
+        (sample.name, {k: v for k, v in sample.labels.items() if v}, float(sample.value))
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     ]

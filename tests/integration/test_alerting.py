@@ -40,7 +40,7 @@ from devtools.remote_write import TimeSeries, push
 from devtools.synthetic import DAY
 from forecaster import config as config_module
 from forecaster.recording_rules import actual_rules
-from tests.helpers import REPO, Service, wait_for, write_config
+from tests.helpers import REPO, LivePusher, Service, wait_for, write_config
 from tests.shipped import (
     FORECASTER,
     PROMETHEUS,
@@ -177,38 +177,13 @@ class Alertmanager:
         self.log.close()
 
 
-class LivePusher:
-    """Keeps the pushed series current (never future-dated), so instant queries and recording rules see them.
-
-    Live values are the clean signal, so only the deliberate outlier leaves the band.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.outlier = threading.Event()
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.last_at = 0
-        self.push_once()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def push_once(self) -> None:
-        # The test thread pushes too; a second sample with another value in the same second is refused as a duplicate.
-        with self.lock:
-            at = max(math.floor(time.time() - 1), self.last_at + 1)
-            series = []
-            for source in SOURCES:
-                value = float(source.value(at))
-                if self.outlier.is_set() and source.labels.get("instance") == "db-2":
-                    value = OUTLIER
-                series.append(TimeSeries(source.labels, [at * 1000], [value]))
-            push(self.url, series)
-            self.last_at = at
-
-    def _loop(self) -> None:
-        while not self.stop.wait(5):
-            self.push_once()
+def _live(at: int, outlier: bool) -> list[TimeSeries]:
+    """Every source's clean value at ``at``, so only the deliberate outlier (db-2, once set) leaves its band."""
+    series = []
+    for source in SOURCES:
+        value = OUTLIER if outlier and source.labels.get("instance") == "db-2" else float(source.value(at))
+        series.append(TimeSeries(source.labels, [at * 1000], [value]))
+    return series
 
 
 def _history(end: float, span: float) -> list[TimeSeries]:
@@ -264,6 +239,7 @@ class Stack:
     prometheus: LocalPrometheus
     webhook: Webhook
     pusher: LivePusher
+    outlier: threading.Event
     log: Path
     service: Service
 
@@ -299,14 +275,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         data_dir=root / "prom",
     ).start()
     push(prometheus.write_url, _history(time.time() - 60, 3 * DAY))
-    pusher = LivePusher(prometheus.write_url)
+    outlier = threading.Event()
+    pusher = LivePusher(prometheus.write_url, lambda at: _live(at, outlier.is_set()))
     config_data["prometheus"]["url"] = prometheus.url
     service = Service(write_config(root / "forecaster.yml", config_data), service_port, root / "forecaster.log")
     service.start()
     try:
-        yield Stack(prometheus, webhook, pusher, root / "forecaster.log", service)
+        yield Stack(prometheus, webhook, pusher, outlier, root / "forecaster.log", service)
     finally:
-        pusher.stop.set()
+        pusher.stop()
         if service.process is not None:
             service.stop()
         prometheus.cleanup()
@@ -382,7 +359,7 @@ def test_capacity_alert_reaches_alertmanager_and_the_webhook(stack: Stack) -> No
 
 def test_every_shipped_dashboard_and_rule_expression_returns_data(stack: Stack) -> None:
     _wait_fitted(stack)
-    stack.pusher.outlier.set()
+    stack.outlier.set()
     stack.pusher.push_once()
     prometheus = stack.prometheus
     # Every alert must be firing for its own expression to return data: wait until each one is.
