@@ -16,7 +16,9 @@ has seen every series of the answer (see ``several_metrics``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -37,12 +39,33 @@ def matrix(data: object) -> list[Series]:
         if not values:
             continue
         try:
-            ts = np.fromiter((_time(v) for v in values), dtype=np.float64, count=len(values))
-            ys = np.fromiter((_number(v[1]) for v in values), dtype=np.float64, count=len(values))
+            ts, ys = _samples(values)
         except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise ValueError(f'result[{i}].values holds a sample that is not [time, "number"] ({exc})') from None
         out.append(Series(labels, ts, ys))
     return out
+
+
+def _samples(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The times and values of ``[time, "value"]`` pairs; ValueError naming the first that is not one.
+
+    The shapes are checked a whole series at a time (the type of every pair,
+    time and value at C speed) and the numbers converted by numpy: a sample
+    at a time in Python cost 0.6 s of a 60-series, 14-day pull. Only an
+    answer that fails the bulk check is walked sample by sample, to name the
+    sample that is wrong.
+    """
+    if {type(v) for v in values} == {list} and set(map(len, values)) == {2}:
+        times = [v[0] for v in values]
+        texts = [v[1] for v in values]
+        if {type(t) for t in times} <= {int, float} and {type(t) for t in texts} == {str}:
+            ts = np.array(times, dtype=np.float64)
+            if np.isfinite(ts).all():
+                with contextlib.suppress(ValueError):
+                    return ts, np.array(texts, dtype=np.float64)
+    ts = np.fromiter((_time(v) for v in values), dtype=np.float64, count=len(values))
+    ys = np.fromiter((_number(v[1]) for v in values), dtype=np.float64, count=len(values))
+    return ts, ys
 
 
 def vector(data: object) -> list[tuple[Labels, float]]:

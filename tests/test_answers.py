@@ -40,6 +40,13 @@ MALFORMED_RANGES = {
     "a value is a bare number": {"resultType": "matrix", "result": [{"metric": {}, "values": [[1, 2.5]]}]},
     "a time is a string": {"resultType": "matrix", "result": [{"metric": {}, "values": [["1", "2"]]}]},
     "a time is infinite": {"resultType": "matrix", "result": [{"metric": {}, "values": [[1e400, "2"]]}]},
+    # Series are checked in bulk first: one bad sample among many must still be found and named.
+    "a bare number among strings": {
+        "resultType": "matrix",
+        "result": [{"metric": {}, "values": [[t, "1"] for t in range(500)] + [[500, 2.5]] + [[501, "1"]]}],
+    },
+    "a time that is a boolean": {"resultType": "matrix", "result": [{"metric": {}, "values": [[1, "1"], [True, "2"]]}]},
+    "a word among numbers": {"resultType": "matrix", "result": [{"metric": {}, "values": [[1, "1"], [2, "many"]]}]},
 }
 
 MALFORMED_INSTANTS = {
@@ -56,6 +63,13 @@ MALFORMED_INSTANTS = {
 def test_a_malformed_range_answer_says_what_was_wrong(data):
     with pytest.raises(ValueError, match=r"\w"):
         answers.matrix(data)
+
+
+def test_the_sample_that_is_wrong_is_named_however_long_the_series():
+    with pytest.raises(ValueError, match=r"the number 2\.5, not a number in a string"):
+        answers.matrix(MALFORMED_RANGES["a bare number among strings"])
+    with pytest.raises(ValueError, match=r"'many', not a number"):
+        answers.matrix(MALFORMED_RANGES["a word among numbers"])
 
 
 @pytest.mark.parametrize("data", MALFORMED_INSTANTS.values(), ids=MALFORMED_INSTANTS.keys())
