@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -23,6 +22,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+import numpy as np
+import orjson
 from prometheus_client import disable_created_metrics
 
 from forecaster import asof, recording_rules
@@ -274,20 +275,34 @@ def print_state(state: ForecastState, fmt: str, out: TextIO, at: float | None = 
     ``at`` (the origin of an as-of forecast) adds an ``at`` key to each jsonl record.
     """
     if fmt == "jsonl":
+        # orjson and whole-array conversions: a record at a time through json.dumps took 0.5 s for 60 series a day.
+        extra = {"at": int(at)} if at is not None else {}
         for series in state.series:
             frame = series.frame
-            for i in range(len(frame.ds)):
-                record = {
-                    "forecast": state.forecast,
-                    "labels": series.labels,
-                    "ds": int(frame.ds[i]),
-                    "yhat": float(frame.yhat[i]),
-                    "yhat_lower": float(frame.yhat_lower[i]),
-                    "yhat_upper": float(frame.yhat_upper[i]),
-                }
-                if at is not None:
-                    record["at"] = int(at)
-                out.write(json.dumps(record) + "\n")
+            rows = zip(
+                frame.ds.astype(np.int64).tolist(),
+                frame.yhat.tolist(),
+                frame.yhat_lower.tolist(),
+                frame.yhat_upper.tolist(),
+                strict=True,
+            )
+            out.write(
+                "".join(
+                    orjson.dumps(
+                        {
+                            "forecast": state.forecast,
+                            "labels": series.labels,
+                            "ds": ds,
+                            "yhat": yhat,
+                            "yhat_lower": lower,
+                            "yhat_upper": upper,
+                            **extra,
+                        }
+                    ).decode()
+                    + "\n"
+                    for ds, yhat, lower, upper in rows
+                )
+            )
         return
     out.write(
         f"forecast {state.forecast}: {len(state.series)} series, fit at "
