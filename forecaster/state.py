@@ -10,7 +10,6 @@ refitted; it never stops the service.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from forecaster.errors import StateDirInUse
 from forecaster.model.frame import Frame
@@ -187,7 +187,8 @@ class StateStore:
         return self.forecasts_dir / f"{forecast}.json"
 
     def save(self, state: ForecastState) -> None:
-        atomic_write(self.path(state.forecast), json.dumps(state.to_json(), separators=(",", ":")).encode())
+        # orjson: the stdlib's encoder took 1.4 s for 2,000 series and held the GIL throughout, stalling /metrics.
+        atomic_write(self.path(state.forecast), orjson.dumps(state.to_json(), option=orjson.OPT_SERIALIZE_NUMPY))
 
     def load(self, forecast: str, query: str, now: float | None = None) -> ForecastState | None:
         """The stored state of ``forecast``, or None when there is none usable (an unusable file is set aside)."""
@@ -195,7 +196,7 @@ class StateStore:
         if not path.exists():
             return None
         try:
-            state = ForecastState.from_json(json.loads(path.read_bytes()), time.time() if now is None else now)
+            state = ForecastState.from_json(orjson.loads(path.read_bytes()), time.time() if now is None else now)
             if state.forecast != forecast:
                 raise ValueError(f"the file holds forecast {state.forecast!r}")
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
