@@ -70,15 +70,6 @@ def tail_share(errors: np.ndarray, alpha: float, lead: int, window: int) -> floa
     return float(tails[enough[0]] if len(enough) else tails[-1])
 
 
-def widen(low: np.ndarray, high: np.ndarray, below: np.ndarray, above: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The band's offsets with an independent spread added to each edge: ``below`` (≤ 0) and ``above`` (≥ 0).
-
-    Added in quadrature, as independent errors add: a spread much smaller
-    than the band barely moves it, one much larger takes over.
-    """
-    return low - (np.hypot(low, below) - np.abs(low)), high + (np.hypot(high, above) - np.abs(high))
-
-
 def _sorted_quantiles(rows: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """``np.quantile(rows, levels, axis=1).T`` (linear interpolation) for rows that are already sorted."""
     position = levels * (rows.shape[1] - 1)

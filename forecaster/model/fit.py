@@ -11,13 +11,13 @@ in a worker process. A series that cannot be forecast raises
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from forecaster.errors import SeriesSkipped, SkipReason
 from forecaster.model import prophet
-from forecaster.model.band import widen
 from forecaster.model.cleaning import Prepared, bounds, prepare
 from forecaster.model.correction import (
     Competitor,
@@ -30,7 +30,7 @@ from forecaster.model.correction import (
 from forecaster.model.frame import Frame, frame_times
 from forecaster.model.options import FitSpec
 from forecaster.model.seasonality import DAY, prophet_options
-from forecaster.model.trend import LINE_SHARE, choose_trend, damp, rate_quantiles, trailing_line, trend_surprise
+from forecaster.model.trend import LINE_SHARE, choose_trend, damp, rate_drift, trailing_line, trend_surprise
 from forecaster.series import finite
 
 
@@ -167,18 +167,29 @@ def _rate_spread(
     low: np.ndarray,
     high: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The band widened by where the history's slow and fast days' rates would take the series at each lead.
+    """The band widened by how far the carried rate may drift over each lead, as it drifted day to day.
 
     The replayed errors see few independent stretches as long as the longer
     leads (a week ahead on two weeks of history is one), so they cannot say
-    how much the rate itself may change; the rates the series ran at day by
-    day can. Where a flat competitor carries the forecast, its rate is 0.
+    how much the rate itself may change. As in Prophet's trend simulation,
+    the rate is taken to keep changing as it has: a random walk whose daily
+    steps are the history's day-over-day rate changes (``rate_drift``). Its
+    sum over k steps has a standard deviation of ``drift * sqrt(k^3 / (3 *
+    window))``, a spread that is nothing an hour ahead and grows faster than
+    the lead, computed rather than sampled. It is centred where the
+    history's typical rate would take the series: the carried rate is the
+    latest, which may have been a fast or slow spell, and where a flat
+    competitor carries part of the forecast, the series still runs on. Each
+    edge goes as far as the wider of the two: the replayed errors hold the
+    drift the history showed over the leads it could replay, so adding the
+    spread to them would count that drift twice.
     """
     window = min(max(round(DAY / spec.step), 12), len(deseasoned) // 4)
-    alpha = (1 - spec.interval_width) / 2
-    rates = rate_quantiles(deseasoned, window, alpha) if window >= 3 else None
+    rates = rate_drift(deseasoned, window) if window >= 3 else None
     if rates is None:
         return low, high
-    carried = (1 - shares.sum(axis=0)) * slope
-    slow, fast = ((rate - carried) * leads for rate in rates)
-    return widen(low, high, np.minimum(np.minimum(slow, fast), 0.0), np.maximum(np.maximum(slow, fast), 0.0))
+    typical, drift = rates
+    z = NormalDist().inv_cdf((1 + spec.interval_width) / 2)
+    spread = z * drift * np.sqrt(leads.astype(np.float64) ** 3 / (3 * window))
+    uncarried = (typical - (1 - shares.sum(axis=0)) * slope) * leads
+    return np.minimum(low, uncarried - spread), np.maximum(high, uncarried + spread)

@@ -7,8 +7,8 @@ wanders is held where it is, a disk that keeps filling keeps its slope.
 point, from the data before it only; the band and the residual correction
 are scored on the errors of forecasts made from there, because Prophet's
 in-sample trend was fitted on what came after each point too and would
-flatter them. ``rate_quantiles`` says how far from the carried rate the
-series has run, day by day, which widens a linear trend's band with the lead.
+flatter them. ``rate_drift`` says how much the rate moved from day to day,
+which widens a linear trend's band with the lead.
 """
 
 from __future__ import annotations
@@ -118,17 +118,33 @@ def trend_surprise(
     return at
 
 
-def rate_quantiles(values: np.ndarray, window: int, alpha: float) -> tuple[float, float] | None:
-    """The slow and fast rates (per step) the series has run at: quantiles of its slope over every ``window``.
+def rate_drift(values: np.ndarray, window: int) -> tuple[float, float] | None:
+    """The series' typical rate and how far it moves from one ``window`` to the next (per step).
 
-    A trend extrapolated from the end of the history carries one rate into
-    the future; the rates the history actually ran at, window by window, say
-    how far from it the coming days may run (a disk fills faster on some days
-    than others). None when fewer than ``window`` slopes are known.
+    The typical rate is the median slope over every ``window``; a rate
+    carried from the end of the history that ran faster or slower than that
+    tends back to it. The drift is the spread of the slope's changes from one
+    window to the next, per ``window``. Prophet's trend simulation lets the rate change
+    in the future as often and as much as its fitted changepoints did; on a
+    steady series those are all zero, and its band does not widen. The
+    slopes of successive windows differ on every series, by noise where the
+    rate is steady and by more where it is not, and a window one period of
+    the daily seasonality long compares windows at the same phase, so a
+    daily shape the seasonality did not take out cancels. A few days'
+    changes can come out small by chance, so the drift is never taken to be
+    less than the noise alone makes two windows' slopes differ. None when
+    fewer than ``window`` changes are known.
     """
-    _, slopes = trailing_line(values, window)
-    slopes = slopes[np.isfinite(slopes)]
-    if len(slopes) < window:
+    # Only whole windows: the first few are shorter, and their slopes differ from a whole window's by more.
+    slopes = trailing_line(values, window)[1][window - 1 :]
+    changes = slopes[window:] - slopes[:-window]
+    changes = changes[np.isfinite(changes)]
+    if len(changes) < window:
         return None
-    slow, fast = np.quantile(slopes, [alpha, 1 - alpha])
-    return float(slow), float(fast)
+    steps = np.diff(values)
+    steps = steps[np.isfinite(steps)]
+    # Step to step, iid noise of sd s differs by sd s * sqrt(2); the steps' median absolute deviation says so robustly.
+    noise = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2)
+    # Two slopes fitted through that noise differ by this much even where the rate does not move at all.
+    floor = 2 * noise**2 * 12 / (window * (window**2 - 1))
+    return float(np.median(slopes[np.isfinite(slopes)])), float(np.sqrt(max(np.var(changes), floor)))

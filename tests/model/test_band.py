@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forecaster.model.band import tail_share, widen
+from forecaster.model.band import tail_share
 from forecaster.model.correction import PastErrors, lead_errors
 
 
@@ -26,9 +26,3 @@ def test_the_band_tails_move_out_only_where_the_spread_of_errors_changed():
     changing = rng.normal(0, 1, 4000) * spells
     assert tail_share(changing, 0.1, 12, 1000) <= 0.03
     assert tail_share(changing[:1500], 0.1, 12, 1000) == 0.1  # too short to replay: the nominal tails
-
-
-def test_a_spread_widens_each_edge_as_independent_errors_add():
-    low, high = widen(np.array([-3.0, -3.0]), np.array([3.0, 3.0]), np.array([-4.0, 0.0]), np.array([0.0, 4.0]))
-    np.testing.assert_allclose(low, [-5.0, -3.0])
-    np.testing.assert_allclose(high, [3.0, 5.0])

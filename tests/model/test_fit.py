@@ -102,20 +102,20 @@ def test_a_history_of_a_few_points_gets_a_forecast_when_min_points_allows_it(poi
     assert np.isfinite(frame.yhat).all() and (frame.yhat_lower <= frame.yhat_upper).all()
 
 
-def _disk(t: np.ndarray, seed: int) -> np.ndarray:
-    """Free bytes (in GB) of a disk filling ~10 GB a day at a rate that changes from day to day, and a daily wiggle."""
+def _disk(t: np.ndarray, seed: int, spread: float = 0.3) -> np.ndarray:
+    """Free bytes (in GB) of a disk filling ~10 GB a day at a rate that changes by ``spread`` from day to day."""
     rng = np.random.default_rng(seed)
     day = (t // DAY).astype(np.int64)
-    rates = 10 * (1 + 0.3 * rng.normal(size=day.max() + 1))
+    rates = 10 * (1 + spread * rng.normal(size=day.max() + 1))
     used = np.concatenate(([0.0], np.cumsum(rates)))[day] + rates[day] * (t % DAY) / DAY
     return np.asarray(500 - used + 5 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 2, len(t)))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1])
-def test_a_trends_band_widens_with_the_lead_as_far_as_its_rate_has_varied(seed):
+@pytest.mark.parametrize(("seed", "spread"), [(0, 0.3), (1, 0.3), (0, 0.0), (1, 0.0)])
+def test_a_trends_band_widens_with_the_lead_as_far_as_its_rate_may_drift(seed, spread):
     t = np.arange(0, 21 * DAY, STEP)
-    y = _disk(t, seed)
+    y = _disk(t, seed, spread)
     spec = FitSpec(step=STEP, horizon=7 * DAY, interval_width=0.8, min_points=20)
     inside_day, inside_week, ratios = [], [], []
     for origin in (11 * DAY, 14 * DAY):
@@ -128,9 +128,10 @@ def test_a_trends_band_widens_with_the_lead_as_far_as_its_rate_has_varied(seed):
         width = frame.yhat_upper - frame.yhat_lower
         ratios.append(width[-1] / width[int(3600 / STEP) - 1])
     # Before the rate's own spread counted, a week ahead covered 10-38% here and the band barely widened. The
-    # slow and fast days' rates are carried for the whole week, so where days are independent it errs wide.
+    # rate is taken to drift as a random walk, so where days are independent it errs wide. On a steady disk
+    # the drift is the noise's, which still widens the band a week out, as Prophet's simulation would.
     assert 0.65 <= np.mean(inside_day) <= 0.95
-    assert 0.65 <= np.mean(inside_week) <= 0.98
+    assert 0.65 <= np.mean(inside_week) <= (0.95 if spread == 0 else 0.98)
     assert min(ratios) >= 2
 
 

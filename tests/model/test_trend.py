@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecaster.model.trend import rate_quantiles, trailing_line
+from forecaster.model.trend import rate_drift, trailing_line
 
 
 def test_the_trailing_line_at_each_point_knows_only_what_came_before():
@@ -21,11 +21,15 @@ def test_the_trailing_line_at_each_point_knows_only_what_came_before():
     np.testing.assert_array_equal(changed[:60], level[:60])
 
 
-def test_the_rates_a_series_ran_at_are_its_slow_and_fast_days():
+def test_the_rate_drifts_as_far_as_it_moved_from_one_window_to_the_next():
     rng = np.random.default_rng(3)
-    rates = np.repeat(rng.choice([1.0, 3.0], 20), 50)  # twenty "days" of 50 steps, each slow or fast
-    values = np.cumsum(rates)
-    slow, fast = rate_quantiles(values, 50, 0.1)  # type: ignore[misc]
-    assert slow == pytest.approx(1.0, abs=0.05)
-    assert fast == pytest.approx(3.0, abs=0.05)
-    assert rate_quantiles(values[:60], 50, 0.1) is None  # fewer slopes known than a window
+    shape = np.sin(2 * np.pi * np.arange(1000) / 50)  # repeats every window, as a daily shape does every day
+    steady = 2.0 * np.arange(1000) + shape + rng.normal(0, 1, 1000)
+    typical, drift = rate_drift(steady, 50)  # type: ignore[misc]
+    assert typical == pytest.approx(2.0, abs=0.05)
+    # Only the noise moves a window's slope: about sqrt(2 * 12 / 50^3) = 0.014 per step.
+    assert 0.008 < drift < 0.03
+    walk = 2.0 + np.repeat(np.cumsum(rng.normal(0, 0.5, 40)), 50)  # the rate takes a step of sd 0.5 every window
+    _, drift = rate_drift(np.cumsum(walk), 50)  # type: ignore[misc]
+    assert 0.3 < drift < 0.7
+    assert rate_drift(np.cumsum(walk)[:140], 50) is None  # fewer changes known than a window
