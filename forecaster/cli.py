@@ -20,24 +20,23 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 import orjson
-from prometheus_client import disable_created_metrics
 
-from forecaster import asof, recording_rules
 from forecaster import config as config_module
-from forecaster.backtest import write_table
 from forecaster.config import Config, parse_listen
 from forecaster.duration import Duration
 from forecaster.errors import ConfigError, ForecasterError, MissingExtra, StateDirInUse
-from forecaster.prometheus import PrometheusSource, build_http_client
+from forecaster.executor import local_workers, start_fork_server
 from forecaster.series import format_labels
-from forecaster.service import Service
 from forecaster.settings import Forecast
 from forecaster.shard import Shard
-from forecaster.state import ForecastState
+
+if TYPE_CHECKING:
+    from forecaster.service import Service
+    from forecaster.state import ForecastState
 
 log = logging.getLogger("forecaster")
 
@@ -59,7 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One line per HTTP request or scheduled run drowns the service's own log.
     for noisy in ("httpx", "apscheduler.executors.default", "apscheduler.scheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    disable_created_metrics()  # type: ignore[no-untyped-call]
     try:
         config = config_module.load(args.config)
     except ConfigError as exc:
@@ -73,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"--shard: {exc}", file=sys.stderr)
             return EXIT_INVALID
+    if args.handler in (_run, _forecast) and not getattr(args, "at", None) and local_workers(config):
+        # Importing Prophet takes the fit workers' fork server about a second; it does so while this process goes
+        # on to import the service and query Prometheus, which is why those imports wait inside the commands.
+        start_fork_server()
     try:
         command: int = args.handler(config, args)
         return command
@@ -148,11 +150,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _rules(config: Config, args: argparse.Namespace) -> int:
+    from forecaster import recording_rules
+
     sys.stdout.write(recording_rules.render(config, args.config))
     return EXIT_OK
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:
+    from forecaster.prometheus import build_http_client
+
     try:
         # Reads the secret and CA files the service would: one that cannot be used fails here, not at the first query.
         build_http_client(config.prometheus).close()
@@ -177,7 +183,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    service = Service(config)
+    service = _service(config)
     try:
         service.serve(host, port, stopping)
     finally:
@@ -191,10 +197,12 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _forecast(config: Config, args: argparse.Namespace) -> int:
+    from forecaster import asof
+
     forecasts = [config.forecast(args.name)] if args.name else list(config.forecasts)
     if args.at:
         return _forecast_at(config, forecasts, [asof.parse_time(text) for text in args.at], args.format, args.full)
-    service = Service(config)
+    service = _service(config)
     failed = 0
     try:
         service.load_state()
@@ -209,7 +217,19 @@ def _forecast(config: Config, args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
+def _service(config: Config) -> Service:
+    from prometheus_client import disable_created_metrics
+
+    from forecaster.service import Service
+
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    return Service(config)
+
+
 def _forecast_at(config: Config, forecasts: list[Forecast], times: list[float], fmt: str, full: bool) -> int:
+    from forecaster import asof
+    from forecaster.prometheus import PrometheusSource
+
     # No Service: nothing here may read or write the history cache or the stored state.
     source = PrometheusSource.from_config(config.prometheus)
     failed = 0
@@ -230,6 +250,10 @@ def _forecast_at(config: Config, forecasts: list[Forecast], times: list[float], 
 
 
 def _backtest(config: Config, args: argparse.Namespace) -> int:
+    from forecaster import asof
+    from forecaster.backtest import write_table
+    from forecaster.prometheus import PrometheusSource
+
     forecasts = [config.forecast(args.name)] if args.name else list(config.forecasts)
     if args.origins < 1:
         raise ConfigError([f"--origins: {args.origins} must be at least 1"])

@@ -203,10 +203,7 @@ class LocalExecutor:
         self._size = workers
         self._timeout = fit_timeout
         self._context = multiprocessing.get_context("forkserver")
-        # The fork server imports Prophet once; every worker forked from it starts warm.
-        self._context.set_forkserver_preload(["forecaster._preload"])
-        # Started now, the fork server imports Prophet while the first retrain is still querying Prometheus.
-        forkserver.ensure_running()
+        start_fork_server()
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
 
@@ -332,11 +329,28 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def start_fork_server() -> None:
+    """Start the fork server the fit workers come from, if it is not running yet.
+
+    It imports Prophet once, so every worker forked from it starts warm; started
+    early, it does so while the service is still starting and querying Prometheus.
+    """
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["forecaster._preload"])
+    forkserver.ensure_running()
+
+
+def local_workers(config: Config) -> int:
+    """How many fit worker processes the config asks of this machine (0: fits inline, or on a Dask cluster)."""
+    if config.executor.type == "dask":
+        return 0
+    return default_workers() if config.workers is None else config.workers
+
+
 def build_executor(config: Config) -> Executor:
     if config.executor.type == "dask":
         assert config.executor.address is not None
         return DaskExecutor(config.executor.address, config.fit_timeout.seconds)
-    workers = default_workers() if config.workers is None else config.workers
+    workers = local_workers(config)
     if workers == 0:
         return InlineExecutor(config.fit_timeout.seconds)
     return LocalExecutor(workers, config.fit_timeout.seconds)

@@ -119,7 +119,12 @@ def test_dask_cluster_gives_the_same_forecasts_as_the_local_pool(pool):
 
 
 def _solvers() -> list[int]:
-    """PIDs of Stan solver processes (Prophet's compiled model) running now."""
+    """PIDs of Stan solver processes (Prophet's compiled model) of this test process' fits, running now.
+
+    Those it started, and orphans of any fit worker (a solver whose worker was
+    killed first); fits that anything else on the machine runs meanwhile are
+    none of these tests' business.
+    """
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -127,9 +132,28 @@ def _solvers() -> list[int]:
                 command = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"prophet_model.bin" in command:
+            if b"prophet_model.bin" not in command:
+                continue
+            orphan = _parent(int(entry)) == 1 and b"forecaster-fit-" in command
+            if orphan or _descends_from_us(int(entry)):
                 found.append(int(entry))
     return found
+
+
+def _parent(pid: int) -> int:
+    try:
+        # The parent is the field after the command name, which is in parentheses and may hold spaces.
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _descends_from_us(pid: int) -> bool:
+    while pid > 1:
+        pid = _parent(pid)
+        if pid == os.getpid():
+            return True
+    return False
 
 
 def scratch_root() -> Path:
