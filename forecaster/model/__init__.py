@@ -4,7 +4,8 @@
     frame.py        Frame: the forecast served, stored and scored; the frame's times
     cleaning.py     the step grid, the log transform, clipped spikes, safe bounds
     seasonality.py  which seasonalities a series gets (weekly only when it repeats), Prophet's options
-    prophet.py      driving Prophet: the fit (warm-started), its curves read back
+    stan_design.py  what Prophet's fit hands Stan, built with numpy; the curves its parameters describe
+    prophet.py      driving Prophet: the fit (warm-started, lean where it can be), its curves read back
     stan_json.py    a faster writer for the JSON files cmdstanpy hands to Stan
     trend.py        how the trend continues past the history, how it was known at each past point, how its rate varied
     correction.py   the residual carried forward, the recent level as a competitor, per lead time
