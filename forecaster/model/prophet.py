@@ -6,34 +6,24 @@ parameters when they fit this model's shape (Prophet's documented warm
 start; several times faster). The models this service builds by default (a
 linear or flat trend, Fourier seasonalities, no simulated band) skip
 Prophet's data frames: ``stan_design`` builds the arrays Prophet would hand
-Stan, and Prophet's compiled Stan model is run on them here, with the
-arguments Prophet's backend uses. Events, holidays and Prophet's own band go
+Stan, and ``stan_optimize`` runs Prophet's compiled Stan model on them as
+Prophet's backend does. Events, holidays and Prophet's own band go
 through ``Prophet.fit``. Prophet is imported lazily and once, with its log
 noise turned down, so that importing this module costs nothing.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from forecaster.model import stan_design
+from forecaster.model import stan_design, stan_optimize
 from forecaster.model.cleaning import Prepared
 from forecaster.model.frame import Frame
-
-_WARM_KEYS = ("k", "m", "sigma_obs", "delta", "beta")
-# Prophet's backend (``CmdStanPyBackend.fit``): Newton on short series, L-BFGS otherwise, for at most this many steps.
-_NEWTON_BELOW = 100
-_ITERATIONS = 10_000
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,7 +76,7 @@ def fit(
     times, values = prepared.grid[observed], prepared.y[observed]
     inputs = stan_design.stan_input(times, values, options) if lean and not events and not country else None
     if inputs is not None:
-        return LeanModel(inputs.terms, _optimize(inputs, warm, timeout))
+        return LeanModel(inputs.terms, stan_optimize.optimize(inputs, warm, timeout))
     import pandas as pd
 
     holidays = None
@@ -98,7 +88,7 @@ def fit(
         model.add_country_holidays(country_name=country)
     history = pd.DataFrame({"ds": pd.to_datetime(times, unit="s"), "y": values})
     n_changepoints = min(model.n_changepoints, int(np.floor(len(history) * model.changepoint_range)) - 1)
-    init = _compatible_init(max(n_changepoints, 1), warm)
+    init = stan_optimize.compatible_init(max(n_changepoints, 1), warm)
     extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
     model.fit(history, init=init, **extra) if init else model.fit(history, **extra)
     return model
@@ -112,104 +102,6 @@ def warm_params(model: Any) -> dict[str, Any]:
     for name in ("delta", "beta"):
         out[name] = [float(v) for v in model.params[name][0]]
     return out
-
-
-def _compatible_init(changepoints: int, warm: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The previous fit's parameters as Prophet's ``init``, when they have this model's number of changepoints.
-
-    A mismatch in the seasonality terms is harmless: Stan then starts from its own
-    default, which is what a cold fit does anyway.
-    """
-    if not warm or not all(key in warm for key in _WARM_KEYS):
-        return None
-    if len(warm["delta"]) != changepoints:
-        return None
-    return {
-        "k": warm["k"],
-        "m": warm["m"],
-        "sigma_obs": warm["sigma_obs"],
-        "delta": np.asarray(warm["delta"]),
-        "beta": np.asarray(warm["beta"]),
-    }
-
-
-def _optimize(inputs: stan_design.StanInput, warm: dict[str, Any] | None, timeout: float | None) -> dict[str, Any]:
-    """Prophet's MAP fit (``Prophet.fit`` through ``CmdStanPyBackend.fit``) on arrays built without Prophet.
-
-    The same initial values, warm start, algorithm, iteration limit and
-    fallback to Newton, and the same parameters back, shaped (1, n) as
-    Prophet keeps them.
-    """
-    y = inputs.data["y"]
-    if y.min() == y.max():
-        # Prophet skips Stan for a constant history and keeps its own initial values, not the warm ones.
-        params = {**inputs.init, "sigma_obs": 1e-9}
-    else:
-        init = _initial_values(inputs.init, _compatible_init(len(inputs.init["delta"]), warm))
-        params = _run_stan(inputs.data, init, timeout)
-    params = {name: np.asarray(value, dtype=np.float64).reshape((1, -1)) for name, value in params.items()}
-    if not inputs.changepoints:
-        # As Prophet does: with no changepoints, the one dummy rate change folds into the base rate.
-        params["k"] = params["k"] + params["delta"].reshape(-1)
-        params["delta"] = np.zeros(params["delta"].shape).reshape((-1, 1))
-    return params
-
-
-def _initial_values(default: dict[str, Any], warm: dict[str, Any] | None) -> dict[str, Any]:
-    """Prophet's ``sanitize_custom_inits``: the warm scalars, and each warm vector that has the default's shape."""
-    if warm is None:
-        return default
-    init = dict(default)
-    for name in ("k", "m", "sigma_obs"):
-        init[name] = float(warm[name])
-    for name in ("delta", "beta"):
-        if default[name].shape == warm[name].shape:
-            init[name] = warm[name]
-    return init
-
-
-def _run_stan(data: dict[str, Any], init: dict[str, Any], timeout: float | None) -> dict[str, np.ndarray]:
-    """One run of Prophet's compiled Stan model in a directory of its own, removed with everything Stan wrote.
-
-    The directory sits in cmdstanpy's own temporary directory, which a fit
-    worker points at its scratch directory (``executor._use_own_scratch``),
-    so a worker killed mid-fit leaves nothing behind.
-    """
-    from cmdstanpy.utils import filesystem
-
-    backend = _stan_backend()
-    with tempfile.TemporaryDirectory(prefix="fit-", dir=filesystem._TMPDIR) as scratch:  # type: ignore[attr-defined]
-        data_path, init_path = Path(scratch, "data.json"), Path(scratch, "init.json")
-        filesystem.write_stan_json(str(data_path), data)  # type: ignore[attr-defined]
-        filesystem.write_stan_json(str(init_path), init)  # type: ignore[attr-defined]
-        args: dict[str, Any] = {
-            "data": str(data_path),
-            "inits": str(init_path),
-            "algorithm": "Newton" if data["T"] < _NEWTON_BELOW else "LBFGS",
-            "iter": _ITERATIONS,
-            "output_dir": scratch,
-        }
-        if timeout:
-            args["timeout"] = timeout
-        try:
-            result = backend.model.optimize(**args)
-        except RuntimeError:
-            if args["algorithm"] == "Newton":
-                raise
-            log.warning("Stan's L-BFGS optimisation ended abnormally; falling back to Newton, as Prophet does")
-            args["algorithm"] = "Newton"
-            result = backend.model.optimize(**args)
-        params: dict[str, np.ndarray] = backend.stan_to_dict_numpy(result.column_names, result.optimized_params_np)
-    return params
-
-
-@functools.cache
-def _stan_backend() -> Any:
-    """Prophet's Stan backend, built once per process: it only points cmdstanpy at Prophet's compiled model."""
-    load_prophet()
-    from prophet.models import CmdStanPyBackend
-
-    return CmdStanPyBackend()
 
 
 def components(model: Any, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
