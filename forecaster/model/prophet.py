@@ -69,8 +69,8 @@ def fit(
     ``simulated_band`` take either. ``events`` are Prophet's holiday rows
     (name, ISO date, lower_window, upper_window) and ``country`` a country
     whose public holidays are added; each gets a fitted effect that the
-    forecast carries wherever it recurs. The timeout goes to cmdstanpy,
-    which stops the solver process itself.
+    forecast carries wherever it recurs. Either way the timeout stops the
+    solver process itself.
     """
     observed = np.isfinite(prepared.y)
     times, values = prepared.grid[observed], prepared.y[observed]

@@ -16,6 +16,7 @@ import functools
 import logging
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -126,15 +127,28 @@ def _optimum(
     ]
     console = files / "console.txt"
     with open(console, "wb") as out:
-        try:
-            done = subprocess.run(
-                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
-            )
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"Stan's optimizer ran past {timeout:g}s and was stopped") from None
-    if done.returncode != 0:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    expired = threading.Event()
+
+    def stop() -> None:
+        expired.set()
+        process.kill()
+
+    # A timer rather than wait(timeout): that polls with sleeps of up to 50 ms, and a warm fit's solver takes about as
+    # long, so each fit would wait on average some 20 ms after Stan had finished.
+    timer = threading.Timer(timeout, stop) if timeout else None
+    if timer is not None:
+        timer.start()
+    try:
+        returncode = process.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if expired.is_set():
+        raise TimeoutError(f"Stan's optimizer ran past {timeout:g}s and was stopped")
+    if returncode != 0:
         tail = console.read_text(errors="replace").strip().splitlines()[-5:]
-        raise StanFailed(f"{algorithm} exited with code {done.returncode}: {' / '.join(tail)}")
+        raise StanFailed(f"{algorithm} exited with code {returncode}: {' / '.join(tail)}")
     return _read_optimum(files / "output.csv", data["S"], data["K"])
 
 
