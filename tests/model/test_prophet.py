@@ -207,3 +207,20 @@ def test_lean_and_prophet_fits_forecast_the_same_on_public_files(name):
     observed = np.isfinite(prepared.y)
     future = frame_times(float(prepared.grid[-1]) + step, step, spec.horizon)
     _assert_lean_matches_prophet(prepared.grid[observed], prepared.y[observed], options, future)
+
+
+@pytest.mark.slow
+def test_prophets_band_of_a_lean_fit_without_samples_is_its_forecast():
+    # ``band: prophet`` with ``uncertainty_samples: 0``: Prophet's predict then has no band either.
+    t = 1_700_000_000.0 + np.arange(0, 3 * DAY, STEP)
+    y = Signal(base=40, daily=8, noise=1).sample(t, 6)
+    prepared = Prepared(t, y, y, "none", 0.0, 0)
+    options = {"daily_seasonality": True, "uncertainty_samples": 0}
+    lean = prophet.fit(prepared, 0.8, options, None)
+    assert isinstance(lean, prophet.LeanModel)
+    ds = t[-1] + STEP * np.arange(1, 50)
+    band = prophet.simulated_band(lean, ds)
+    expected = prophet.simulated_band(prophet.fit(prepared, 0.8, options, None, lean=False), ds)
+    np.testing.assert_allclose(band.yhat, expected.yhat, rtol=0, atol=1e-6 * np.abs(y).max())
+    np.testing.assert_array_equal(band.yhat_lower, band.yhat)
+    np.testing.assert_array_equal(band.yhat_upper, band.yhat)
