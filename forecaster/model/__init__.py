@@ -1,15 +1,17 @@
 """One Prophet model per series: from a history to a forecast frame with a calibrated band.
 
-    options.py      ModelOptions (config key ``model``) and FitSpec: what a fit is asked to do
-    frame.py        Frame: the forecast served, stored and scored; the frame's times
-    cleaning.py     the step grid, the log transform, clipped spikes, safe bounds
-    seasonality.py  which seasonalities a series gets (weekly only when it repeats), Prophet's options
-    prophet.py      driving Prophet: the fit (warm-started), its curves read back
-    stan_json.py    a faster writer for the JSON files cmdstanpy hands to Stan
-    trend.py        how the trend continues past the history, how it was known at each past point, how its rate varied
-    correction.py   the residual carried forward, the recent level as a competitor, per lead time
-    band.py         the band's quantiles from past errors, checked by replaying them on the history; spreads added
-    fit.py          fit_predict: the stages above in order, for one series
+    options.py        ModelOptions (config key ``model``) and FitSpec: what a fit is asked to do
+    frame.py          Frame: the forecast served, stored and scored; the frame's times
+    cleaning.py       the step grid, the log transform, clipped spikes, safe bounds
+    seasonality.py    which seasonalities a series gets (weekly only when it repeats), Prophet's options
+    stan_json.py      a faster writer for the JSON files Stan reads its data and initial values from
+    stan_design.py    what Prophet's fit hands Stan, built with numpy; the curves its parameters describe
+    stan_optimize.py  Prophet's compiled Stan model run on those arrays, as Prophet's backend runs it
+    prophet.py        driving Prophet: the fit (warm-started, lean where it can be), its curves read back
+    trend.py          how the trend continues past the history, how it was known at each past point, how its rate varied
+    correction.py     the residual carried forward, the recent level as a competitor, per lead time
+    band.py           the band's quantiles from past errors, checked by replaying them on the history; spreads added
+    fit.py            fit_predict: the stages above in order, for one series
 
 The defaults make a forecast with only ``name`` and ``query`` worth looking
 at: spikes are clipped, heavy tails are fitted in log space, seasonalities

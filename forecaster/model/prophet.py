@@ -3,24 +3,35 @@
 Decides how Prophet is driven, not what it is told: the options come from
 ``seasonality.prophet_options``. A fit starts from the previous fit's
 parameters when they fit this model's shape (Prophet's documented warm
-start; several times faster), and Stan's input goes through the faster
-JSON writer of ``stan_json``. Prophet is imported lazily and once, with its
-log noise turned down, so that importing this module costs nothing.
+start; several times faster). The models this service builds by default (a
+linear or flat trend, Fourier seasonalities, no simulated band) skip
+Prophet's data frames: ``stan_design`` builds the arrays Prophet would hand
+Stan, and ``stan_optimize`` runs Prophet's compiled Stan model on them as
+Prophet's backend does. Events, holidays and Prophet's own band go
+through ``Prophet.fit``. Prophet is imported lazily and once, with its log
+noise turned down, so that importing this module costs nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from forecaster.model import stan_design, stan_optimize
 from forecaster.model.cleaning import Prepared
 from forecaster.model.frame import Frame
-from forecaster.model.seasonality import DAY, fourier
 
-_WARM_KEYS = ("k", "m", "sigma_obs", "delta", "beta")
+
+@dataclass(frozen=True)
+class LeanModel:
+    """A model fitted on ``stan_design``'s arrays: Prophet-shaped ``params`` and the terms they belong to."""
+
+    terms: stan_design.Terms
+    params: dict[str, np.ndarray]
 
 
 def load_prophet() -> Any:
@@ -48,17 +59,26 @@ def fit(
     timeout: float | None = None,
     events: Sequence[tuple[str, str, int, int]] = (),
     country: str | None = None,
+    lean: bool = True,
 ) -> Any:
-    """A fitted Prophet model of the prepared history's observed points; TimeoutError after ``timeout`` seconds.
+    """A fitted model of the prepared history's observed points; TimeoutError after ``timeout`` seconds.
 
-    ``events`` are Prophet's holiday rows (name, ISO date, lower_window,
-    upper_window) and ``country`` a country whose public holidays are added;
-    each gets a fitted effect that the forecast carries wherever it recurs.
-    The timeout goes to cmdstanpy, which stops the solver process itself.
+    A ``LeanModel`` when ``stan_design`` covers the options, a fitted
+    ``Prophet`` otherwise or with ``lean=False`` (the reference the lean
+    path is tested against); ``components``, ``warm_params`` and
+    ``simulated_band`` take either. ``events`` are Prophet's holiday rows
+    (name, ISO date, lower_window, upper_window) and ``country`` a country
+    whose public holidays are added; each gets a fitted effect that the
+    forecast carries wherever it recurs. Either way the timeout stops the
+    solver process itself.
     """
+    observed = np.isfinite(prepared.y)
+    times, values = prepared.grid[observed], prepared.y[observed]
+    inputs = stan_design.stan_input(times, values, options) if lean and not events and not country else None
+    if inputs is not None:
+        return LeanModel(inputs.terms, stan_optimize.optimize(inputs, warm, timeout))
     import pandas as pd
 
-    observed = np.isfinite(prepared.y)
     holidays = None
     if events:
         holidays = pd.DataFrame(list(events), columns=["holiday", "ds", "lower_window", "upper_window"])
@@ -66,8 +86,9 @@ def fit(
     model = load_prophet()(interval_width=interval_width, holidays=holidays, **options)
     if country:
         model.add_country_holidays(country_name=country)
-    history = pd.DataFrame({"ds": pd.to_datetime(prepared.grid[observed], unit="s"), "y": prepared.y[observed]})
-    init = _compatible_init(model, len(history), warm)
+    history = pd.DataFrame({"ds": pd.to_datetime(times, unit="s"), "y": values})
+    n_changepoints = min(model.n_changepoints, int(np.floor(len(history) * model.changepoint_range)) - 1)
+    init = stan_optimize.compatible_init(max(n_changepoints, 1), warm)
     extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
     model.fit(history, init=init, **extra) if init else model.fit(history, **extra)
     return model
@@ -83,56 +104,21 @@ def warm_params(model: Any) -> dict[str, Any]:
     return out
 
 
-def _compatible_init(model: Any, points: int, warm: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The previous fit's parameters as Prophet's ``init``, when they fit this model's changepoints.
-
-    A mismatch in the seasonality terms is harmless: Stan then starts from its own
-    default, which is what a cold fit does anyway.
-    """
-    if not warm or not all(key in warm for key in _WARM_KEYS):
-        return None
-    n_changepoints = min(model.n_changepoints, int(np.floor(points * model.changepoint_range)) - 1)
-    if len(warm["delta"]) != max(n_changepoints, 1):
-        return None
-    return {
-        "k": warm["k"],
-        "m": warm["m"],
-        "sigma_obs": warm["sigma_obs"],
-        "delta": np.asarray(warm["delta"]),
-        "beta": np.asarray(warm["beta"]),
-    }
-
-
 def components(model: Any, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Trend and everything else (seasonality, events) at ``times``, without Prophet's uncertainty sampling.
 
     Read straight from the fitted parameters with Prophet's own formulas
-    (``piecewise_linear``, its Fourier terms, ``trend * (1 + multiplicative) +
-    additive``): ``Prophet.predict`` builds data frames and pivot tables to do
-    the same and cost a sixth of a warm fit. Models with events, holidays,
-    conditional seasonalities, regressors or logistic growth, none of which
-    this shortcut evaluates, go through ``Prophet.predict``.
+    (see ``stan_design.Terms.components``): ``Prophet.predict`` builds data
+    frames and pivot tables to do the same and cost a sixth of a warm fit.
+    Models with events, holidays, conditional seasonalities, regressors or
+    logistic growth, none of which this shortcut evaluates, go through
+    ``Prophet.predict``.
     """
+    if isinstance(model, LeanModel):
+        return model.terms.components(model.params, times)
     if not _plain(model):
         return _predicted_components(model, times)
-    params = model.params
-    k, m = float(np.nanmean(params["k"])), float(np.nanmean(params["m"]))
-    if model.growth == "linear":
-        t = (times - model.start.timestamp()) / model.t_scale.total_seconds()
-        deltas = np.nanmean(params["delta"], axis=0)
-        trend = model.piecewise_linear(t, deltas, k, m, np.asarray(model.changepoints_t))
-    else:
-        trend = np.full(len(times), m)
-    trend = trend * model.y_scale + (model.y_min if model.scaling == "minmax" else 0.0)
-    columns = [_prophet_fourier(times, p["period"], p["fourier_order"]) for p in model.seasonalities.values()]
-    if not columns:
-        return trend, np.zeros(len(times))
-    features = np.hstack(columns)
-    beta = np.nanmean(params["beta"], axis=0)
-    modes = model.train_component_cols
-    additive = features @ (beta * modes["additive_terms"].to_numpy()) * model.y_scale
-    multiplicative = features @ (beta * modes["multiplicative_terms"].to_numpy())
-    return trend, np.asarray(trend * multiplicative + additive)
+    return _terms(model).components(model.params, times)
 
 
 def _plain(model: Any) -> bool:
@@ -145,10 +131,22 @@ def _plain(model: Any) -> bool:
     )
 
 
-def _prophet_fourier(times: np.ndarray, period_days: float, order: int) -> np.ndarray:
-    """Prophet's Fourier terms (``Prophet.fourier_series``), which put each harmonic's sin and cos side by side."""
-    terms = fourier(times, period_days * DAY, order)
-    return np.stack((terms[:, :order], terms[:, order:]), axis=2).reshape(len(times), 2 * order)
+def _terms(model: Any) -> stan_design.Terms:
+    """A fitted plain Prophet model's terms and scales, as ``stan_design`` describes its own fits."""
+    return stan_design.Terms(
+        growth=model.growth,
+        floor=float(model.y_min) if model.scaling == "minmax" else 0.0,
+        y_scale=float(model.y_scale),
+        start=model.start.timestamp(),
+        t_scale=model.t_scale.total_seconds(),
+        changepoints_t=np.asarray(model.changepoints_t),
+        seasonalities=tuple(
+            stan_design.Seasonality(
+                name, props["period"], props["fourier_order"], props["mode"] == "additive", props["prior_scale"]
+            )
+            for name, props in model.seasonalities.items()
+        ),
+    )
 
 
 def _predicted_components(model: Any, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,8 +158,17 @@ def _predicted_components(model: Any, times: np.ndarray) -> tuple[np.ndarray, np
 
 
 def simulated_band(model: Any, ds: np.ndarray) -> Frame:
-    """``band: prophet``: Prophet's own forecast and its simulated band at ``ds``."""
+    """``band: prophet``: Prophet's own forecast and its simulated band at ``ds``.
+
+    A model fitted without uncertainty samples (always so for a ``LeanModel``)
+    has no band: its edges are the forecast, as in ``Prophet.predict``.
+    """
     import pandas as pd
+
+    if isinstance(model, LeanModel):
+        trend, rest = components(model, ds)
+        yhat = trend + rest
+        return Frame(ds, yhat, yhat.copy(), yhat.copy())
 
     predicted = model.predict(pd.DataFrame({"ds": pd.to_datetime(ds, unit="s")}))
     yhat = predicted["yhat"].to_numpy(dtype=np.float64)
