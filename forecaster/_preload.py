@@ -1,4 +1,11 @@
-"""Imported once by the fit workers' fork server, so that every worker it forks starts with Prophet loaded.
+"""Imported once by the fit workers' fork server, so that every worker it forks starts with the model loaded.
+
+The model's code, pandas, and cmdstanpy (whose temporary directory each
+worker moves to its own scratch directory) are what a default fit runs on:
+it builds Prophet's Stan input itself and runs the compiled model directly
+(``model.stan_optimize``). Prophet's own module, with its plotting and
+holiday imports (half of the fork server's start), loads in a worker only
+when a fit needs it (events, holidays, logistic growth, ``band: prophet``).
 
 Each worker is one core's worth of fitting: BLAS threads of its own on top
 oversubscribe the cores, and OpenBLAS threads spin while they wait (with 2
@@ -11,6 +18,6 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from forecaster.model.prophet import load_prophet
+import cmdstanpy  # noqa: F401
 
-load_prophet()
+import forecaster.model.fit  # noqa: F401

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"--shard: {exc}", file=sys.stderr)
             return EXIT_INVALID
     if args.handler in (_run, _forecast) and not getattr(args, "at", None) and local_workers(config):
-        # Importing Prophet takes the fit workers' fork server about a second; it does so while this process goes
+        # Importing the model takes the fit workers' fork server most of a second; it does so while this process goes
         # on to import the service and query Prometheus, which is why those imports wait inside the commands.
         start_fork_server()
     try:

@@ -6,7 +6,7 @@ the answer is a ``FitOutcome``, never an exception (a failure is a
 or hangs past ``fit_timeout`` loses only that series.
 
     LocalExecutor   one long-lived process per worker, started from a fork
-                    server that has already imported Prophet (a new worker
+                    server that has already imported the model (a new worker
                     costs a fork, not a second of imports); a hung or crashed
                     worker is killed and replaced.
     DaskExecutor    ``executor: {type: dask, address: tcp://host:8786}``: the
@@ -332,7 +332,7 @@ def default_workers() -> int:
 def start_fork_server() -> None:
     """Start the fork server the fit workers come from, if it is not running yet.
 
-    It imports Prophet once, so every worker forked from it starts warm; started
+    It imports the model once, so every worker forked from it starts warm; started
     early, it does so while the service is still starting and querying Prometheus.
     """
     multiprocessing.get_context("forkserver").set_forkserver_preload(["forecaster._preload"])
