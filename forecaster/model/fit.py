@@ -26,6 +26,7 @@ from forecaster.model.correction import (
     lead_errors,
     level_window,
     new_level,
+    seasonal_copies,
 )
 from forecaster.model.frame import Frame, frame_times
 from forecaster.model.options import FitSpec
@@ -129,6 +130,7 @@ def _residual_band(model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec
     competitors = []
     if options.residual_correction:
         competitors = [Competitor(y, prepared.raw), Competitor(y - rest[:n], prepared.raw - rest[:n], rest[n:])]
+        competitors += seasonal_copies(y, prepared.raw, leads, spec.step)
     past = PastErrors(
         residuals=y - rest[:n] - level,
         windows=windows,
