@@ -21,6 +21,7 @@ the band's offsets around the chosen forecast (see ``model.band``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,11 +34,13 @@ from forecaster.model.seasonality import DAY, WEEK
 # smooth forecast for last period's noise and spells (chosen without it, the copy took nyc_taxi's earlier stretch,
 # ``--cut 20``, from 0.77 to 1.32 times the best baseline at 1h; with it, 0.72).
 COPY_MARGIN = 0.1
+# The longer window over which a competitor may take the series' recent level (see ``slower_levels``).
+SLOW_LEVEL = 6 * 3600.0
 
 
 @dataclass(frozen=True)
 class Competitor:
-    """A simple forecast: the recent level of ``clipped`` (its median over ``level_steps``), plus ``ahead``.
+    """A simple forecast: the recent level of ``clipped`` (its median over its ``level_steps``), plus ``ahead``.
 
     ``raw`` is the same series with its outliers as they were: the errors
     behind the band come from it, since spikes will happen again. ``ahead``
@@ -52,6 +55,8 @@ class Competitor:
     reach: int | None = None
     # Its past errors count (1 + margin) times against the forecast it would replace.
     margin: float = 0.0
+    # Its own level window (in steps); None: ``PastErrors.level_steps``.
+    level_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,19 @@ def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
     return np.asarray(pd.Series(values).rolling(window, min_periods=1).median().to_numpy(dtype=np.float64))
 
 
+def slower_levels(competitors: list[Competitor], step: float, points: int) -> list[Competitor]:
+    """The same competitors with their level taken over six hours instead of ``level_window``'s hour.
+
+    On a noisy series an hour's median is itself noisy, and a day ahead that
+    noise is most of the error; six hours smooth it. Each competes like the
+    rest, so a series whose level moves within hours keeps the hour.
+    """
+    steps = min(max(3, round(SLOW_LEVEL / step)), points // 4)
+    if steps <= level_window(step, points):
+        return []
+    return [dataclasses.replace(competitor, level_steps=steps) for competitor in competitors]
+
+
 def seasonal_copies(clipped: np.ndarray, raw: np.ndarray, leads: np.ndarray, step: float) -> list[Competitor]:
     """The series one day and one week earlier, moved by how far its recent level has moved since: ``offset 1d/1w``.
 
@@ -175,7 +193,7 @@ def lead_errors(past: PastErrors, leads: np.ndarray, width: float) -> LeadPlan:
     raw = residuals if past.outcomes is None else past.outcomes
     anchors = {m: trailing_median(residuals, m) for m in past.windows}
     competitors = past.competitors
-    levels = [trailing_median(c.clipped, past.level_steps) for c in competitors]
+    levels = [trailing_median(c.clipped, c.level_steps or past.level_steps) for c in competitors]
     shares = np.zeros((len(competitors), len(probe)))
     corrections = np.zeros(len(probe))
     lows = np.zeros(len(probe))

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecaster.model.correction import Competitor, PastErrors, lead_errors, new_level, seasonal_copies
+from forecaster.model.correction import (
+    Competitor,
+    PastErrors,
+    lead_errors,
+    new_level,
+    seasonal_copies,
+    slower_levels,
+)
 
 
 def test_only_a_shift_beyond_every_earlier_one_is_a_new_level():
@@ -64,3 +71,17 @@ def test_a_competitor_must_err_less_by_its_margin_to_take_over():
     for margin, share in ((0.0, 1.0), (0.1, 0.0)):
         past = PastErrors(residuals, [3], False, competitors=[Competitor(walk, walk, margin=margin)], level_steps=1)
         assert lead_errors(past, leads, 0.8).shares[0, 0] == share
+
+
+def test_a_level_over_six_hours_takes_over_where_an_hour_is_noise():
+    rng = np.random.default_rng(2)
+    y = rng.normal(0, 1, 3000)  # a steady level under noise: the longer the median, the better the forecast
+    residuals = rng.normal(0, 1.5, 3000)
+    hourly = [Competitor(y, y)]
+    slower = slower_levels(hourly, 300.0, len(y))
+    assert [competitor.level_steps for competitor in slower] == [72]
+    assert slower_levels(hourly, 3 * 3600.0, len(y)) == []  # six hours of 3h samples is no longer than an hour's 3
+    shares = lead_errors(
+        PastErrors(residuals, [3], False, competitors=hourly + slower, level_steps=12), np.array([1, 12]), 0.8
+    )
+    assert shares.shares.tolist() == [[0.0, 0.0], [1.0, 1.0]]
