@@ -57,6 +57,8 @@ class Competitor:
     margin: float = 0.0
     # Its own level window (in steps); None: ``PastErrors.level_steps``.
     level_steps: int | None = None
+    # Whether replaying its band on the history may move the band's tails out (see ``model.band.tail_share``).
+    replayed: bool = True
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,13 @@ def seasonal_copies(clipped: np.ndarray, raw: np.ndarray, leads: np.ndarray, ste
     series itself at each frame lead (the latest period again beyond one
     period, where the copy does not compete: ``reach``). A period needs two
     of them in the history to be scored.
+
+    A copy's band is not widened by replaying it: its errors at one lead move
+    together for days (a spell of weather shifts a whole week against the
+    last), so the replay's stretches hold only a few independent spells, and
+    any shortfall among them pushed the tails out to the 1.5% quantiles a
+    day ahead on the demand stand-in of ``benchmarks/backtest.py``, which
+    the band then covered 93-98% of.
     """
     import pandas as pd
 
@@ -168,7 +177,9 @@ def seasonal_copies(clipped: np.ndarray, raw: np.ndarray, leads: np.ndarray, ste
             continue
         lagged = np.concatenate((np.full(period, np.nan), clipped[:-period]))
         back = n - period + (leads - 1) % period
-        copies.append(Competitor(clipped - lagged, raw - lagged, filled[back], reach=period, margin=COPY_MARGIN))
+        copies.append(
+            Competitor(clipped - lagged, raw - lagged, filled[back], reach=period, margin=COPY_MARGIN, replayed=False)
+        )
     return copies
 
 
@@ -229,7 +240,7 @@ def lead_errors(past: PastErrors, leads: np.ndarray, width: float) -> LeadPlan:
         if chosen is not None:
             shares[chosen, i] = 1.0
             errors = competitors[chosen].raw[k:] - levels[chosen][: n - k]
-            lows[i], highs[i] = quantiles(errors[np.isfinite(errors)], alpha, int(k))
+            lows[i], highs[i] = quantiles(errors[np.isfinite(errors)], alpha, int(k), competitors[chosen].replayed)
             continue
         if best_anchor is None:
             errors = outcome_all[np.isfinite(outcome_all)]

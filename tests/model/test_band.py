@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forecaster.model.band import tail_share, widen
+from forecaster.model.band import quantiles, tail_share, widen
 from forecaster.model.correction import PastErrors, lead_errors
 
 
@@ -32,3 +32,12 @@ def test_a_spread_widens_each_edge_as_independent_errors_add():
     low, high = widen(np.array([-3.0, -3.0]), np.array([3.0, 3.0]), np.array([-4.0, 0.0]), np.array([0.0, 4.0]))
     np.testing.assert_allclose(low, [-5.0, -3.0])
     np.testing.assert_allclose(high, [3.0, 5.0])
+
+
+def test_a_band_that_is_not_replayed_keeps_its_nominal_tails():
+    rng = np.random.default_rng(7)
+    changing = rng.normal(0, 1, 4000) * np.repeat([1.0, 6.0, 1.0, 6.0], 1000)  # the replay would move its tails out
+    latest = changing[-1000:]
+    assert quantiles(changing, 0.1, 12, replayed=False) == tuple(np.quantile(latest, [0.1, 0.9]))
+    low, high = quantiles(changing, 0.1, 12)
+    assert low < np.quantile(latest, 0.1) and high > np.quantile(latest, 0.9)

@@ -55,6 +55,7 @@ def test_a_copy_of_the_day_before_takes_over_up_to_a_day_ahead_where_the_shape_r
     leads = np.arange(1, 2 * day + 1)
     copies = seasonal_copies(y, y, leads, step)
     assert [copy.reach for copy in copies] == [day]  # twelve days hold no two weeks
+    assert not copies[0].replayed
     # The forecast is the day before at every lead; beyond a day it is that same day again.
     assert np.array_equal(copies[0].ahead, y[len(y) - day + (leads - 1) % day])
     shares = lead_errors(PastErrors(residuals, [3], True, competitors=copies), leads, 0.8).shares[0]
