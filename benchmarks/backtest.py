@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devtools.local_prometheus import LocalPrometheus
 from devtools.remote_write import TimeSeries, push
+from devtools.synthetic import demand
 from forecaster import asof
 from forecaster.backtest import SeriesReport, write_table
 from forecaster.config import parse
@@ -96,7 +97,7 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def synthetic(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Series shaped like infrastructure metrics, 5 minutes apart over 21 days, each with its own seed."""
+    """Series shaped like infrastructure metrics, 5 minutes apart over 21 days (42 for the last two), seeded."""
     rng = np.random.default_rng(seed)
     t = np.arange(0, 21 * DAY, 300.0)
     day = np.sin(2 * np.pi * t / DAY)
@@ -117,6 +118,13 @@ def synthetic(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     walk = 100 + np.cumsum(rng.normal(0, 0.5, len(t)))
     out["temperature_random_walk"] = t, walk + 3 * day
     out["cache_hit_ratio"] = t, np.clip(0.9 + 0.05 * day + rng.normal(0, 0.01, len(t)), 0, 1)
+    # Stand-ins for the held-out series of issue 12, each with a full 28-day history behind every origin.
+    long = np.arange(0, 42 * DAY, 300.0)
+    shifted = 30 + 5 * np.sin(2 * np.pi * long / DAY) + rng.normal(0, 1, len(long))
+    shifted[long > long[-1] - rng.uniform(8, 12) * DAY] += 15
+    out["queue_level_shift_week_ago"] = long, shifted
+    half_hourly = np.arange(0, 42 * DAY, 1800.0)
+    out["electricity_demand_weekend_shape"] = half_hourly, demand(half_hourly, seed)
     return out
 
 

@@ -23,15 +23,16 @@ CHECKS = 12
 TAIL_FACTORS = (1.0, 0.75, 0.5, 0.3, 0.15)
 
 
-def quantiles(errors: np.ndarray, alpha: float, lead: int) -> tuple[float, float]:
+def quantiles(errors: np.ndarray, alpha: float, lead: int, replayed: bool = True) -> tuple[float, float]:
     """The band's offsets: quantiles of the errors from the latest quarter of the history (at least 20).
 
     Volatility drifts; as in conformal calibration, the errors made most
     recently say best how wide the next ones will be. How far out to go in
-    the tails is itself checked on the history (see ``tail_share``).
+    the tails is itself checked on the history (see ``tail_share``) unless
+    ``replayed`` is false: then the tails stay at ``alpha``.
     """
     window = max(len(errors) // RECENT_SHARE, 20)
-    tail = tail_share(errors, alpha, lead, window)
+    tail = tail_share(errors, alpha, lead, window) if replayed else alpha
     low, high = np.quantile(errors[-window:], [tail, 1 - tail])
     return float(low), float(high)
 

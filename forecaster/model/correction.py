@@ -11,8 +11,9 @@ from each past point with only what was known there):
 - a shift beyond any the history showed is carried forward whole
   (``new_level``), since the history cannot say when it ends;
 - simple competitors (the recent level of the series, with or without its
-  seasonality) take over at the lead times where they would have erred less
-  than Prophet plus correction.
+  seasonality, and the series a day or a week earlier moved to its recent
+  level: ``seasonal_copies``) take over at the lead times where they would
+  have erred less than Prophet plus correction.
 
 ``lead_errors`` makes all three choices per lead time and returns, with them,
 the band's offsets around the chosen forecast (see ``model.band``).
@@ -20,18 +21,26 @@ the band's offsets around the chosen forecast (see ``model.band``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from forecaster.model.band import quantiles
-from forecaster.model.seasonality import DAY
+from forecaster.model.seasonality import DAY, WEEK
+
+# A seasonal copy's past errors count this much more when it competes: one that merely ties on the history swaps a
+# smooth forecast for last period's noise and spells (chosen without it, the copy took nyc_taxi's earlier stretch,
+# ``--cut 20``, from 0.77 to 1.32 times the best baseline at 1h; with it, 0.72).
+COPY_MARGIN = 0.1
+# The longer window over which a competitor may take the series' recent level (see ``slower_levels``).
+SLOW_LEVEL = 6 * 3600.0
 
 
 @dataclass(frozen=True)
 class Competitor:
-    """A simple forecast: the recent level of ``clipped`` (its median over ``level_steps``), plus ``ahead``.
+    """A simple forecast: the recent level of ``clipped`` (its median over its ``level_steps``), plus ``ahead``.
 
     ``raw`` is the same series with its outliers as they were: the errors
     behind the band come from it, since spikes will happen again. ``ahead``
@@ -42,6 +51,14 @@ class Competitor:
     clipped: np.ndarray
     raw: np.ndarray
     ahead: np.ndarray | float = 0.0
+    # The longest lead (in steps) it can forecast with only what was known at the origin; None: any.
+    reach: int | None = None
+    # Its past errors count (1 + margin) times against the forecast it would replace.
+    margin: float = 0.0
+    # Its own level window (in steps); None: ``PastErrors.level_steps``.
+    level_steps: int | None = None
+    # Whether replaying its band on the history may move the band's tails out (see ``model.band.tail_share``).
+    replayed: bool = True
 
 
 @dataclass(frozen=True)
@@ -116,24 +133,78 @@ def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
     return np.asarray(pd.Series(values).rolling(window, min_periods=1).median().to_numpy(dtype=np.float64))
 
 
+def slower_levels(competitors: list[Competitor], step: float, points: int) -> list[Competitor]:
+    """The same competitors with their level taken over six hours instead of ``level_window``'s hour.
+
+    On a noisy series an hour's median is itself noisy, and a day ahead that
+    noise is most of the error; six hours smooth it. Each competes like the
+    rest, so a series whose level moves within hours keeps the hour.
+    """
+    steps = min(max(3, round(SLOW_LEVEL / step)), points // 4)
+    if steps <= level_window(step, points):
+        return []
+    return [dataclasses.replace(competitor, level_steps=steps) for competitor in competitors]
+
+
+def seasonal_copies(clipped: np.ndarray, raw: np.ndarray, leads: np.ndarray, step: float) -> list[Competitor]:
+    """The series one day and one week earlier, moved by how far its recent level has moved since: ``offset 1d/1w``.
+
+    A PromQL user compares the forecast with these copies; a daily or weekly
+    shape sharper than Prophet's Fourier terms (a morning ramp, a weekend
+    that differs from a weekday) is one the copy keeps exactly. Each copy is
+    a competitor of differences from the lagged series, so its level is how
+    far the series has moved from a period ago and ``ahead`` is the lagged
+    series itself at each frame lead (the latest period again beyond one
+    period, where the copy does not compete: ``reach``). A period needs two
+    of them in the history to be scored.
+
+    A copy's band is not widened by replaying it: its errors at one lead move
+    together for days (a spell of weather shifts a whole week against the
+    last), so the replay's stretches hold only a few independent spells, and
+    any shortfall among them pushed the tails out to the 1.5% quantiles a
+    day ahead on the demand stand-in of ``benchmarks/backtest.py``, which
+    the band then covered 93-98% of.
+    """
+    import pandas as pd
+
+    n = len(clipped)
+    # A gap in the copied period is bridged by the sample before it, so the forecast has a value at every lead.
+    filled = pd.Series(clipped).ffill().bfill().to_numpy()
+    copies = []
+    for seconds in (DAY, WEEK):
+        period = round(seconds / step)
+        if period < 2 or n < 2 * period:
+            continue
+        lagged = np.concatenate((np.full(period, np.nan), clipped[:-period]))
+        back = n - period + (leads - 1) % period
+        copies.append(
+            Competitor(clipped - lagged, raw - lagged, filled[back], reach=period, margin=COPY_MARGIN, replayed=False)
+        )
+    return copies
+
+
 def lead_errors(past: PastErrors, leads: np.ndarray, width: float) -> LeadPlan:
     """For each lead (in steps): the correction to carry, the band around the forecast, the competitors' shares.
 
     For each lead the correction is the window (or none) with the smallest
     error in the history; each competitor then competes with Prophet plus
-    that correction and wins where it would have erred less. The band is the
-    empirical quantiles of the winner's own errors at that lead (see
-    ``model.band.quantiles``). Computed at up to 40 log-spaced leads and
+    that correction and wins where it would have erred less (by its
+    ``margin``), up to its ``reach``. The band is the empirical quantiles of
+    the winner's own errors at that lead (see ``model.band.quantiles``).
+    Computed at up to 40 log-spaced leads and each competitor's reach, and
     interpolated between them.
     """
     residuals = past.residuals
     unique = np.unique(leads)
     probe = np.unique(np.round(np.geomspace(unique[0], unique[-1], min(len(unique), 40))).astype(np.int64))
+    # A competitor's last lead and the next are probed too, so that it hands over there rather than fading out.
+    reaches = [c.reach + i for c in past.competitors if c.reach is not None for i in (0, 1)]
+    probe = np.union1d(probe, [r for r in reaches if unique[0] <= r <= unique[-1]]).astype(np.int64)
     n = len(residuals)
     raw = residuals if past.outcomes is None else past.outcomes
     anchors = {m: trailing_median(residuals, m) for m in past.windows}
     competitors = past.competitors
-    levels = [trailing_median(c.clipped, past.level_steps) for c in competitors]
+    levels = [trailing_median(c.clipped, c.level_steps or past.level_steps) for c in competitors]
     shares = np.zeros((len(competitors), len(probe)))
     corrections = np.zeros(len(probe))
     lows = np.zeros(len(probe))
@@ -158,15 +229,18 @@ def lead_errors(past: PastErrors, leads: np.ndarray, width: float) -> LeadPlan:
                 best_score, best_anchor = score, anchor
         chosen = None
         for j, (competitor, level) in enumerate(zip(competitors, levels, strict=True)):
+            if competitor.reach is not None and k > competitor.reach:
+                continue
             persistence = competitor.clipped[k:] - level[: n - k]
             usable = np.isfinite(persistence)
             score = float(np.mean(np.abs(persistence[usable]))) if usable.sum() > 10 else np.inf
+            score *= 1 + competitor.margin
             if score < best_score:
                 best_score, chosen = score, j
         if chosen is not None:
             shares[chosen, i] = 1.0
             errors = competitors[chosen].raw[k:] - levels[chosen][: n - k]
-            lows[i], highs[i] = quantiles(errors[np.isfinite(errors)], alpha, int(k))
+            lows[i], highs[i] = quantiles(errors[np.isfinite(errors)], alpha, int(k), competitors[chosen].replayed)
             continue
         if best_anchor is None:
             errors = outcome_all[np.isfinite(outcome_all)]

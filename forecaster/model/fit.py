@@ -26,6 +26,8 @@ from forecaster.model.correction import (
     lead_errors,
     level_window,
     new_level,
+    seasonal_copies,
+    slower_levels,
 )
 from forecaster.model.frame import Frame, frame_times
 from forecaster.model.options import FitSpec
@@ -125,10 +127,12 @@ def _residual_band(model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec
         level, slope = trend[:n], np.concatenate(([0.0], np.diff(trend[:n])))
     windows = anchor_windows(spec.step, n) if options.residual_correction else [1]
     window = level_window(spec.step, n)
-    # The simple competitors: the recent level as it is, and with Prophet's seasonality taken out and added back.
+    # The simple competitors: the recent level (over an hour and over six) as it is, and with Prophet's seasonality
+    # taken out and added back; the series a day and a week earlier.
     competitors = []
     if options.residual_correction:
         competitors = [Competitor(y, prepared.raw), Competitor(y - rest[:n], prepared.raw - rest[:n], rest[n:])]
+        competitors += slower_levels(competitors, spec.step, n) + seasonal_copies(y, prepared.raw, leads, spec.step)
     past = PastErrors(
         residuals=y - rest[:n] - level,
         windows=windows,
@@ -152,7 +156,7 @@ def _residual_band(model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec
         low, high = _rate_spread(y - rest[:n], float(trend[n - 1] - trend[n - 2]), leads, shares, spec, low, high)
     yhat = (1 - shares.sum(axis=0)) * (future_trend + rest[n:] + correction)
     for share, competitor in zip(shares, competitors, strict=True):
-        recent = competitor.clipped[-window:]
+        recent = competitor.clipped[-(competitor.level_steps or window) :]
         level_now = float(np.median(recent[np.isfinite(recent)])) if np.isfinite(recent).any() else 0.0
         yhat = yhat + share * (level_now + competitor.ahead)
     return Frame(ds, yhat, yhat + low, yhat + high)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forecaster.model.band import tail_share
+from forecaster.model.band import quantiles, tail_share
 from forecaster.model.correction import PastErrors, lead_errors
 
 
@@ -26,3 +26,12 @@ def test_the_band_tails_move_out_only_where_the_spread_of_errors_changed():
     changing = rng.normal(0, 1, 4000) * spells
     assert tail_share(changing, 0.1, 12, 1000) <= 0.03
     assert tail_share(changing[:1500], 0.1, 12, 1000) == 0.1  # too short to replay: the nominal tails
+
+
+def test_a_band_that_is_not_replayed_keeps_its_nominal_tails():
+    rng = np.random.default_rng(7)
+    changing = rng.normal(0, 1, 4000) * np.repeat([1.0, 6.0, 1.0, 6.0], 1000)  # the replay would move its tails out
+    latest = changing[-1000:]
+    assert quantiles(changing, 0.1, 12, replayed=False) == tuple(np.quantile(latest, [0.1, 0.9]))
+    low, high = quantiles(changing, 0.1, 12)
+    assert low < np.quantile(latest, 0.1) and high > np.quantile(latest, 0.9)

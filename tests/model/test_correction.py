@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecaster.model.correction import Competitor, PastErrors, lead_errors, new_level
+from forecaster.model.correction import (
+    Competitor,
+    PastErrors,
+    lead_errors,
+    new_level,
+    seasonal_copies,
+    slower_levels,
+)
 
 
 def test_only_a_shift_beyond_every_earlier_one_is_a_new_level():
@@ -37,3 +44,45 @@ def test_the_recent_residual_is_carried_whole_or_not_at_all():
     noise = rng.normal(0, 1, 3000)  # residuals that say nothing about the next one
     correction = lead_errors(PastErrors(noise, [3], True), np.array([1, 2]), 0.8).correction
     assert correction.tolist() == [0.0, 0.0]
+
+
+def test_a_copy_of_the_day_before_takes_over_up_to_a_day_ahead_where_the_shape_repeats():
+    rng = np.random.default_rng(5)
+    step, day = 3600.0, 24
+    shape = rng.uniform(0, 50, day)  # a daily shape sharper than any few Fourier terms
+    y = np.tile(shape, 12) + rng.normal(0, 1, 12 * day)
+    residuals = rng.normal(0, 10, len(y))  # a model that misses the shape
+    leads = np.arange(1, 2 * day + 1)
+    copies = seasonal_copies(y, y, leads, step)
+    assert [copy.reach for copy in copies] == [day]  # twelve days hold no two weeks
+    assert not copies[0].replayed
+    # The forecast is the day before at every lead; beyond a day it is that same day again.
+    assert np.array_equal(copies[0].ahead, y[len(y) - day + (leads - 1) % day])
+    shares = lead_errors(PastErrors(residuals, [3], True, competitors=copies), leads, 0.8).shares[0]
+    assert (shares[:day] == 1.0).all()
+    # Beyond a day the copy would need values not known at the origin: it is never scored there, so never chosen.
+    assert (shares[day:] == 0.0).all()
+
+
+def test_a_competitor_must_err_less_by_its_margin_to_take_over():
+    rng = np.random.default_rng(11)
+    walk = np.cumsum(rng.normal(0, 1, 2000))
+    residuals = np.concatenate(([0.0], 1.05 * np.diff(walk)))  # errs 5% more than the walk's last value at lead 1
+    leads = np.array([1])
+    for margin, share in ((0.0, 1.0), (0.1, 0.0)):
+        past = PastErrors(residuals, [3], False, competitors=[Competitor(walk, walk, margin=margin)], level_steps=1)
+        assert lead_errors(past, leads, 0.8).shares[0, 0] == share
+
+
+def test_a_level_over_six_hours_takes_over_where_an_hour_is_noise():
+    rng = np.random.default_rng(2)
+    y = rng.normal(0, 1, 3000)  # a steady level under noise: the longer the median, the better the forecast
+    residuals = rng.normal(0, 1.5, 3000)
+    hourly = [Competitor(y, y)]
+    slower = slower_levels(hourly, 300.0, len(y))
+    assert [competitor.level_steps for competitor in slower] == [72]
+    assert slower_levels(hourly, 3 * 3600.0, len(y)) == []  # six hours of 3h samples is no longer than an hour's 3
+    shares = lead_errors(
+        PastErrors(residuals, [3], False, competitors=hourly + slower, level_steps=12), np.array([1, 12]), 0.8
+    )
+    assert shares.shares.tolist() == [[0.0, 0.0], [1.0, 1.0]]
