@@ -25,6 +25,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import bottleneck as bn
 import numpy as np
 
 from forecaster.model.band import quantiles
@@ -128,9 +129,10 @@ def new_level(residuals: np.ndarray, window: int) -> float | None:
 
 def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
     """Median of the finite values among the last ``window`` at each index; NaN when there are none."""
-    import pandas as pd
-
-    return np.asarray(pd.Series(values).rolling(window, min_periods=1).median().to_numpy(dtype=np.float64))
+    if len(values) == 0:
+        return np.array([], dtype=np.float64)
+    # A window longer than the values holds all of them so far, as pandas' rolling median with min_periods=1 does.
+    return np.asarray(bn.move_median(np.asarray(values, dtype=np.float64), min(window, len(values)), min_count=1))
 
 
 def slower_levels(competitors: list[Competitor], step: float, points: int) -> list[Competitor]:

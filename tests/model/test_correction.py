@@ -86,3 +86,18 @@ def test_a_level_over_six_hours_takes_over_where_an_hour_is_noise():
         PastErrors(residuals, [3], False, competitors=hourly + slower, level_steps=12), np.array([1, 12]), 0.8
     )
     assert shares.shares.tolist() == [[0.0, 0.0], [1.0, 1.0]]
+
+
+def test_the_trailing_median_is_pandas_rolling_median_of_the_finite_values():
+    import pandas as pd
+
+    from forecaster.model.correction import trailing_median
+
+    rng = np.random.default_rng(11)
+    for size, window in ((4000, 288), (50, 12), (5, 12), (1, 3)):
+        values = np.round(rng.normal(size=size), 1)  # ties, as rounded metrics have
+        values[rng.random(size) < 0.2] = np.nan
+        values[:2] = np.nan  # nothing finite yet: NaN
+        expected = pd.Series(values).rolling(window, min_periods=1).median().to_numpy()
+        np.testing.assert_array_equal(trailing_median(values, window), expected)
+    assert len(trailing_median(np.array([]), 3)) == 0
