@@ -24,7 +24,10 @@ RenderPage = Callable[[str], tuple[int, bytes]]
 
 
 class MetricsServer:
-    """Serves the registry, the status page and the query API on a background thread; ``ready`` gates ``/readyz``."""
+    """Serves the registry, the status page and the query API on a background thread; ``ready`` gates ``/readyz``.
+
+    ``forecasts`` renders the forecast families' exposition text, which ``/metrics`` puts before the registry's.
+    """
 
     def __init__(
         self,
@@ -34,8 +37,9 @@ class MetricsServer:
         ready: threading.Event,
         status_page: RenderPage,
         api: QueryAPI | None = None,
+        forecasts: Callable[[], str] | None = None,
     ) -> None:
-        handler = _handler(registry, ready, status_page, api)
+        handler = _handler(registry, ready, status_page, api, forecasts)
         self._httpd = _Server((host, port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
@@ -59,7 +63,11 @@ class _Server(ThreadingHTTPServer):
 
 
 def _handler(
-    registry: CollectorRegistry, ready: threading.Event, status_page: RenderPage, api: QueryAPI | None
+    registry: CollectorRegistry,
+    ready: threading.Event,
+    status_page: RenderPage,
+    api: QueryAPI | None,
+    forecasts: Callable[[], str] | None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "forecaster"
@@ -97,7 +105,9 @@ def _handler(
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._send(200, encoder(registry), body, content_type)
+                # Both formats write a family as the same lines, and OpenMetrics' closing "# EOF" stays last.
+                head = forecasts().encode() if forecasts is not None else b""
+                self._send(200, head + encoder(registry), body, content_type)
             elif path == "/healthz":
                 self._send(200, b"ok\n", body)
             elif path == "/readyz":

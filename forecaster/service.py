@@ -42,7 +42,7 @@ class Service:
         self.registry = CollectorRegistry()
         self.metrics = SelfMetrics(self.registry, config.forecasts)
         self.board = Board(config.forecasts)
-        self.registry.register(ForecastCollector(self.board))
+        self.forecast_text = ForecastCollector(self.board)
         self.store = StateStore(config.replica_state_dir)
         self.history = HistoryCache(config.replica_state_dir)
         # One event stops both the fits and any query backing off between retries.
@@ -95,7 +95,15 @@ class Service:
         scheduler = Scheduler(self.trainer, self.config.forecasts)
         page = StatusPage(self.board, self.metrics, self.config.forecasts, scheduler.next_run, shard=self.config.shard)
         try:
-            server = MetricsServer(self.registry, host, port, ready, page.render, QueryAPI(self.board, time.time))
+            server = MetricsServer(
+                self.registry,
+                host,
+                port,
+                ready,
+                page.render,
+                QueryAPI(self.board, time.time),
+                forecasts=self.forecast_text.render,
+            )
         except OSError as exc:
             raise ForecasterError(
                 f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --listen"

@@ -1,4 +1,4 @@
-"""Shared pieces of the integration tests: synthetic history, the service as a subprocess, polling."""
+"""Shared pieces of the tests: synthetic history, the service as a subprocess, polling, reading a scrape."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import yaml
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.remote_write import TimeSeries, push
 from devtools.synthetic import Signal, grid
+from forecaster.exporter import ForecastCollector
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -144,3 +147,14 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):  # ty
 def write_config(path: Path, data: dict[str, object]) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+class Rendered:
+    """A registry collector of the forecast families as ``ForecastCollector`` writes them, read back by
+    prometheus_client's own parser: ``get_sample_value`` then reads what a scrape would."""
+
+    def __init__(self, collector: ForecastCollector) -> None:
+        self._collector = collector
+
+    def collect(self) -> Iterator[Metric]:
+        yield from text_string_to_metric_families(self._collector.render())

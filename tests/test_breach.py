@@ -19,6 +19,7 @@ from forecaster.series import series_key
 from forecaster.settings import BreachRule
 from forecaster.state import ForecastState, SeriesState, StateStore
 from forecaster.trainer import Trainer
+from tests.helpers import Rendered
 
 STEP = 300.0
 T0 = 1_700_000_000.0
@@ -151,7 +152,7 @@ def _registry(config: config_module.Config, states: list[ForecastState], now: fl
     for state in states:
         board.publish(state)
     registry = CollectorRegistry()
-    registry.register(ForecastCollector(board, clock=lambda: now))
+    registry.register(Rendered(ForecastCollector(board, clock=lambda: now)))
     return registry
 
 

@@ -7,10 +7,12 @@ import time
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from forecaster import state as state_module
 from forecaster.model.frame import Frame
 from forecaster.state import ForecastState, SeriesState, StateStore, atomic_write
+from tests.helpers import Rendered
 
 QUERY = "sum by (job) (rate(x[5m]))"
 
@@ -138,7 +140,9 @@ def test_load_state_serves_stored_forecasts_before_any_query(tmp_path):
     try:
         assert service.load_state() == 1
         labels = {"forecast": "reqs", "horizon": "0s", "instance": "", "job": "api"}
-        value = service.registry.get_sample_value("forecast_yhat", labels)
+        scrape = CollectorRegistry()
+        scrape.register(Rendered(service.forecast_text))
+        value = scrape.get_sample_value("forecast_yhat", labels)
         assert value is not None and 1.0 <= value <= 2.0
         assert service.registry.get_sample_value(
             "forecaster_last_success_timestamp_seconds", {"forecast": "reqs"}
