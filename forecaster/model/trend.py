@@ -144,7 +144,8 @@ def rate_drift(values: np.ndarray, window: int) -> tuple[float, float] | None:
     steps = np.diff(values)
     steps = steps[np.isfinite(steps)]
     # Step to step, iid noise of sd s differs by sd s * sqrt(2); the steps' median absolute deviation says so robustly.
-    noise = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2)
+    # A history with a gap between every two samples has no steps, and no floor.
+    noise = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2) if len(steps) else 0.0
     # Two slopes fitted through that noise differ by this much even where the rate does not move at all.
     floor = 2 * noise**2 * 12 / (window * (window**2 - 1))
     return float(np.median(slopes[np.isfinite(slopes)])), float(np.sqrt(max(np.var(changes), floor)))

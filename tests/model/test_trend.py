@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -33,3 +35,9 @@ def test_the_rate_drifts_as_far_as_it_moved_from_one_window_to_the_next():
     _, drift = rate_drift(np.cumsum(walk), 50)  # type: ignore[misc]
     assert 0.3 < drift < 0.7
     assert rate_drift(np.cumsum(walk)[:140], 50) is None  # fewer changes known than a window
+    gappy = np.cumsum(walk)
+    gappy[1::2] = np.nan  # every other sample missing: slopes, but no step between two samples
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, drift = rate_drift(gappy, 50)  # type: ignore[misc]
+    assert 0.3 < drift < 0.7
