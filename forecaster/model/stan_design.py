@@ -144,7 +144,7 @@ def stan_input(times: np.ndarray, y: np.ndarray, options: dict[str, Any]) -> Sta
         additive = additive_columns(seasonalities).astype(np.int64)
         multiplicative = 1 - additive
     else:
-        # Prophet's placeholder column, so that Stan never sees an empty matrix.
+        # With no seasonal terms Prophet hands Stan one all-zero column, so that Stan never sees an empty matrix.
         x = np.zeros((len(times), 1))
         sigmas = [1.0]
         additive = multiplicative = np.zeros(1, dtype=np.int64)
