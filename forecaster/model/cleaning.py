@@ -18,8 +18,10 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import bottleneck as bn
 import numpy as np
 
 from forecaster.model.options import FitSpec
@@ -100,15 +102,11 @@ def clip_outliers(
     ``keep`` is true (the days of known events) are never clipped: their
     departure is what the event's effect is fitted on.
     """
-    import pandas as pd
-
     window = max(11, round(6 * 3600 / step) | 1)
-    series = pd.Series(y)
-    median = series.rolling(window, center=True, min_periods=3).median()
-    mad = (series - median).abs().rolling(window, center=True, min_periods=3).median()
+    centre = centred(bn.move_median, y, window, 3)
+    mad = centred(bn.move_median, np.abs(y - centre), window, 3)
     global_mad = float(np.nanmedian(np.abs(y - np.nanmedian(y))))
-    scale = 1.4826 * np.maximum(mad.to_numpy(), 0.1 * global_mad)
-    centre = median.to_numpy()
+    scale = 1.4826 * np.maximum(mad, 0.1 * global_mad)
     low, high = centre - threshold * scale, centre + threshold * scale
     valid = np.isfinite(y) & np.isfinite(centre) & (scale > 0)
     outside = valid & ((y < low) | (y > high))
@@ -121,6 +119,21 @@ def clip_outliers(
     out = y.copy()
     out[outside] = np.clip(y[outside], low[outside], high[outside])
     return out, int(outside.sum())
+
+
+def centred(move: Callable[..., np.ndarray], values: np.ndarray, window: int, min_count: int) -> np.ndarray:
+    """pandas' ``rolling(window, center=True, min_periods=min_count)`` through one of bottleneck's ``move_*``.
+
+    A window centred on each point, cut short at both ends and skipping
+    NaN, as pandas places it (an even window reaches one point further
+    back than ahead). bottleneck's windows trail their point, so each is
+    read ``(window - 1) // 2`` points later, past the end into padding.
+    The fit workers do without pandas: importing it took their fork
+    server a quarter of a second, which the first fits waited for.
+    """
+    padded = np.concatenate((np.asarray(values, dtype=np.float64), np.full(window, np.nan)))
+    lead = (window - 1) // 2
+    return np.asarray(move(padded, window, min_count=min_count)[lead : lead + len(values)])
 
 
 def prepare(ts: np.ndarray, ys: np.ndarray, spec: FitSpec) -> Prepared:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bottleneck as bn
 import numpy as np
+import pytest
 
-from forecaster.model.cleaning import bounds, choose_transform, clip_outliers, to_grid
+from forecaster.model.cleaning import bounds, centred, choose_transform, clip_outliers, to_grid
 from forecaster.model.options import FitSpec, ModelOptions
 from forecaster.model.seasonality import DAY
 
@@ -24,6 +26,24 @@ def test_spikes_are_clipped_but_a_new_level_at_the_end_is_kept():
     assert clipped == 3
     assert out[[100, 300, 301]].max() < 20
     assert out[-5:].tolist() == [60.0] * 5
+
+
+@pytest.mark.parametrize(
+    ("size", "window", "min_count"),
+    [(4033, 73, 3), (30, 73, 3), (5, 11, 3), (2, 11, 3), (4033, 2016, 1008), (900, 2016, 1008)],
+)
+def test_centred_windows_are_pandas_centred_rolling_windows(size: int, window: int, min_count: int):
+    import pandas as pd
+
+    rng = np.random.default_rng(size + window)
+    values = np.round(rng.normal(0, 100, size), 1)  # ties, as rounded metrics have
+    values[rng.random(size) < 0.2] = np.nan
+    rolling = pd.Series(values).rolling(window, center=True, min_periods=min_count)
+    np.testing.assert_array_equal(centred(bn.move_median, values, window, min_count), rolling.median().to_numpy())
+    # pandas sums with compensation, bottleneck without: the same means but for the last bits.
+    np.testing.assert_allclose(
+        centred(bn.move_mean, values, window, min_count), rolling.mean().to_numpy(), rtol=1e-9, atol=1e-9
+    )
 
 
 def test_samples_go_on_the_step_grid_with_gaps_left_empty():
