@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from devtools.synthetic import Signal
+from forecaster.model import seasonality
 from forecaster.model.seasonality import DAY, seasonalities, weekly_order
 
 STEP = 300.0
@@ -41,3 +43,24 @@ def test_a_plain_weekly_wave_gets_the_fewer_weekly_terms():
         for seed in range(4)
     ]
     assert picks == [3, 3, 3, 3]
+
+
+def test_the_weekly_order_is_the_one_pandas_rolling_mean_gives(monkeypatch: pytest.MonkeyPatch):
+    import pandas as pd
+
+    rng = np.random.default_rng(21)
+    t = np.arange(0, 21 * DAY, STEP)
+    histories = [
+        Signal(base=b, daily=0.3 * b, weekly=w * b, trend_per_day=0.01 * b, noise=n * b).sample(t, seed)
+        for seed, (b, w, n) in enumerate([(50, 0.0, 0.05), (900, 0.1, 0.02), (4000, 0.2, 0.08), (300, 0.02, 0.3)])
+    ]
+    histories.append(100 + np.cumsum(rng.normal(0, 0.5, len(t))))
+    for history in histories:
+        history[rng.random(len(t)) < 0.1] = np.nan
+    ours = [weekly_order(t, history, STEP) for history in histories]
+
+    def pandas_centred(move: object, values: np.ndarray, window: int, min_count: int) -> np.ndarray:
+        return pd.Series(values).rolling(window, center=True, min_periods=min_count).mean().to_numpy()
+
+    monkeypatch.setattr(seasonality, "centred", pandas_centred)
+    assert ours == [weekly_order(t, history, STEP) for history in histories]
