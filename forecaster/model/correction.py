@@ -167,11 +167,14 @@ def seasonal_copies(clipped: np.ndarray, raw: np.ndarray, leads: np.ndarray, ste
     day ahead on the demand stand-in of ``benchmarks/backtest.py``, which
     the band then covered 93-98% of.
     """
-    import pandas as pd
-
     n = len(clipped)
-    # A gap in the copied period is bridged by the sample before it, so the forecast has a value at every lead.
-    filled = pd.Series(clipped).ffill().bfill().to_numpy()
+    # A gap in the copied period is bridged by the sample before it, so the forecast has a value at every lead
+    # (pandas' ffill().bfill(), without pandas in the fit workers).
+    known = ~np.isnan(clipped)
+    filled = clipped.copy()
+    if known.any():
+        before = np.maximum.accumulate(np.where(known, np.arange(n), -1))
+        filled = clipped[np.where(before < 0, np.argmax(known), before)]
     copies = []
     for seconds in (DAY, WEEK):
         period = round(seconds / step)

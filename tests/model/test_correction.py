@@ -101,3 +101,17 @@ def test_the_trailing_median_is_pandas_rolling_median_of_the_finite_values():
         expected = pd.Series(values).rolling(window, min_periods=1).median().to_numpy()
         np.testing.assert_array_equal(trailing_median(values, window), expected)
     assert len(trailing_median(np.array([]), 3)) == 0
+
+
+def test_a_gap_in_a_copied_period_is_bridged_as_pandas_ffill_then_bfill_would():
+    import pandas as pd
+
+    rng = np.random.default_rng(13)
+    step, day = 3600.0, 24
+    y = rng.normal(0, 1, 3 * day)
+    y[:3] = np.nan  # nothing before these: the first sample after them bridges them
+    y[rng.random(len(y)) < 0.3] = np.nan
+    leads = np.arange(1, day + 1)
+    (copy,) = seasonal_copies(y, y, leads, step)
+    filled = pd.Series(y).ffill().bfill().to_numpy()
+    assert np.array_equal(copy.ahead, filled[len(y) - day + (leads - 1) % day])
