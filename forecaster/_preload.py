@@ -1,11 +1,13 @@
 """Imported once by the fit workers' fork server, so that every worker it forks starts with the model loaded.
 
-The model's code, pandas, and cmdstanpy (whose temporary directory each
-worker moves to its own scratch directory) are what a default fit runs on:
-it builds Prophet's Stan input itself and runs the compiled model directly
-(``model.stan_optimize``). Prophet's own module, with its plotting and
-holiday imports (half of the fork server's start), loads in a worker only
-when a fit needs it (events, holidays, logistic growth, ``band: prophet``).
+What a default fit runs on, and no more: the model's code, numpy and
+bottleneck, and the executor that unpickles the tasks. A default fit builds
+Prophet's Stan input itself and runs the compiled model directly
+(``model.stan_optimize``), so neither pandas nor cmdstanpy loads here: with
+them the fork server took about a second to start on a 2-core machine,
+which the first fits waited for. Prophet's own module, pandas and
+cmdstanpy load in a worker only when a fit needs them (events, holidays,
+logistic growth, ``band: prophet``).
 
 Each worker is one core's worth of fitting: BLAS threads of its own on top
 oversubscribe the cores, and OpenBLAS threads spin while they wait (with 2
@@ -18,6 +20,5 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import cmdstanpy  # noqa: F401
-
+import forecaster.executor
 import forecaster.model.fit  # noqa: F401

@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -33,14 +32,16 @@ from dataclasses import dataclass
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from forecaster.config import Config
 from forecaster.errors import ForecasterError, MissingExtra, SeriesSkipped, SkipReason, Stopped
 from forecaster.model.fit import FitResult, fit_predict
 from forecaster.model.options import FitSpec
+
+if TYPE_CHECKING:
+    from forecaster.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -105,22 +106,19 @@ class InlineExecutor:
 
 
 def scratch_dir(pid: int) -> Path:
-    """Where the fit worker ``pid`` has cmdstanpy write Stan's input and output files."""
+    """Where the fit worker ``pid`` writes Stan's input and output files."""
     return Path(tempfile.gettempdir()) / f"forecaster-fit-{pid}"
 
 
-def _use_own_scratch() -> None:
-    """Point cmdstanpy's temporary files at this worker's own directory, removed with the worker.
+def _use_own_scratch(scratch: Path) -> None:
+    """Make ``scratch`` this worker's temporary directory, removed with the worker.
 
-    cmdstanpy keeps one temporary directory per process, made when it is
-    imported: in the fork server, so shared by every worker. A worker killed
-    mid-fit would leave its files there for good.
+    Every fit's Stan files go there (``model.stan_optimize``), and so does
+    the directory cmdstanpy makes when a fit that needs Prophet's own code
+    imports it; a worker killed mid-fit leaves nothing elsewhere.
     """
-    scratch = scratch_dir(os.getpid())
     scratch.mkdir(exist_ok=True)
-    for name, module in list(sys.modules.items()):
-        if (name == "cmdstanpy" or name.startswith("cmdstanpy.")) and isinstance(getattr(module, "_TMPDIR", None), str):
-            module._TMPDIR = str(scratch)  # type: ignore[attr-defined]
+    tempfile.tempdir = str(scratch)
 
 
 def _worker_main(conn: Connection, timeout: float) -> None:
@@ -129,12 +127,13 @@ def _worker_main(conn: Connection, timeout: float) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # A group of its own, so that killing the worker kills the Stan solver it started too.
     os.setpgid(0, 0)
-    _use_own_scratch()
+    scratch = scratch_dir(os.getpid())
+    _use_own_scratch(scratch)
     try:
         _serve(conn, timeout)
     finally:
         # Also when the service died without stopping its workers: the pipe closes and this worker ends here.
-        shutil.rmtree(scratch_dir(os.getpid()), ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _serve(conn: Connection, timeout: float) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -91,6 +93,24 @@ def test_stop_abandons_running_fits_promptly(pool):
     with pytest.raises(Stopped):
         list(pool.run(tasks, stop))
     assert time.monotonic() - started < 5
+
+
+def test_the_fork_server_and_a_default_fit_load_neither_pandas_nor_cmdstanpy():
+    # What the fork server imports, then a fit with the defaults, as a worker forked from it runs one.
+    probe = (
+        "import sys\n"
+        "import forecaster._preload\n"
+        "from devtools.synthetic import Signal, grid\n"
+        "from forecaster.executor import FitTask, execute\n"
+        "from forecaster.model.options import FitSpec\n"
+        "t = grid(1.8e9, 15 * 86400, 300)\n"
+        "spec = FitSpec(step=300, horizon=3600, interval_width=0.8, min_points=20)\n"
+        "outcome = execute(FitTask(0, t, Signal(noise=2).sample(t, 3), 1.8e9, spec, None))\n"
+        "assert outcome.result is not None, outcome.detail\n"
+        "print(sorted(m for m in ('pandas', 'cmdstanpy', 'prophet', 'yaml') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.slow

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Sequence
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import bottleneck as bn

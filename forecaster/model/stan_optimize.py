@@ -89,14 +89,12 @@ def _initial_values(default: dict[str, Any], warm: dict[str, Any] | None) -> dic
 def _run(data: dict[str, Any], init: dict[str, Any], timeout: float | None) -> dict[str, np.ndarray]:
     """Stan's optimizer in a directory of its own, removed with everything Stan wrote.
 
-    The directory sits in cmdstanpy's temporary directory, which a fit
-    worker points at its own scratch directory (``executor._use_own_scratch``),
-    so a worker killed mid-fit leaves nothing behind.
+    The directory sits in the temporary directory, which a fit worker points
+    at its own scratch directory (``executor._use_own_scratch``), so a
+    worker killed mid-fit leaves nothing behind.
     """
-    from cmdstanpy.utils import filesystem
-
     executable = _executable()
-    with tempfile.TemporaryDirectory(prefix="fit-", dir=filesystem._TMPDIR) as scratch:  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory(prefix="fit-") as scratch:
         files = Path(scratch)
         stan_json.write(str(files / "data.json"), data)
         stan_json.write(str(files / "init.json"), init)

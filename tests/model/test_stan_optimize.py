@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,8 @@ def _inputs(days: float, step: float) -> stan_design.StanInput:
 
 @pytest.fixture
 def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """cmdstanpy's temporary directory, where Stan's files go, pointed at an empty one (as a fit worker does)."""
-    from cmdstanpy.utils import filesystem
-
-    monkeypatch.setattr(filesystem, "_TMPDIR", str(tmp_path))
+    """The temporary directory, where Stan's files go, pointed at an empty one (as a fit worker does)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     return tmp_path
 
 
