@@ -22,15 +22,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-import numpy as np
-import orjson
-
 from forecaster import config as config_module
 from forecaster.config import Config, parse_listen
 from forecaster.duration import Duration
 from forecaster.errors import ConfigError, ForecasterError, MissingExtra, StateDirInUse
 from forecaster.executor import local_workers, start_fork_server
-from forecaster.series import format_labels
 from forecaster.settings import Forecast
 from forecaster.shard import Shard
 
@@ -298,6 +294,11 @@ def print_state(state: ForecastState, fmt: str, out: TextIO, at: float | None = 
 
     ``at`` (the origin of an as-of forecast) adds an ``at`` key to each jsonl record.
     """
+    import numpy as np
+    import orjson
+
+    from forecaster.series import format_labels
+
     if fmt == "jsonl":
         # orjson and whole-array conversions: a record at a time through json.dumps took 0.5 s for 60 series a day.
         extra = {"at": int(at)} if at is not None else {}
@@ -346,6 +347,8 @@ def print_state(state: ForecastState, fmt: str, out: TextIO, at: float | None = 
 
 def _summary(state: ForecastState, out: TextIO) -> None:
     """Per series: the forecast at the fit time and at the end of the frame, each with its band."""
+    from forecaster.series import format_labels
+
     if not state.series:
         return
     names = [format_labels(series.labels) for series in state.series]

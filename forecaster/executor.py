@@ -34,14 +34,14 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
 from forecaster.errors import ForecasterError, MissingExtra, SeriesSkipped, SkipReason, Stopped
-from forecaster.model.fit import FitResult, fit_predict
 from forecaster.model.options import FitSpec
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from forecaster.config import Config
+    from forecaster.model.fit import FitResult
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ class FitOutcome:
 
 def execute(task: FitTask, timeout: float | None = None) -> FitOutcome:
     """Run one fit, Stan's solver stopped after ``timeout`` seconds; every failure becomes an outcome."""
+    # Imported here: the service imports this module to start the fork server, which imports the model itself.
+    from forecaster.model.fit import fit_predict
+
     started = time.perf_counter()
     try:
         result = fit_predict(task.timestamps, task.values, task.fit_time, task.spec, task.warm_start, timeout)

@@ -21,12 +21,8 @@ from forecaster.executor import build_executor
 from forecaster.exporter import Board, ForecastCollector, SelfMetrics
 from forecaster.history import HistoryCache
 from forecaster.prometheus import PrometheusSource
-from forecaster.query_api import QueryAPI
-from forecaster.scheduler import Scheduler
-from forecaster.server import MetricsServer
 from forecaster.settings import Forecast
 from forecaster.state import ForecastState, StateDirLock, StateStore
-from forecaster.status_page import StatusPage
 from forecaster.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -91,6 +87,12 @@ class Service:
 
     def serve(self, host: str, port: int, stopping: threading.Event) -> None:
         """Serve ``/metrics`` and retrain on schedule until ``stopping`` is set; stored forecasts are served first."""
+        # Only serving needs these (APScheduler and asyncio among them): ``forecaster forecast`` starts without them.
+        from forecaster.query_api import QueryAPI
+        from forecaster.scheduler import Scheduler
+        from forecaster.server import MetricsServer
+        from forecaster.status_page import StatusPage
+
         ready = threading.Event()
         scheduler = Scheduler(self.trainer, self.config.forecasts)
         page = StatusPage(self.board, self.metrics, self.config.forecasts, scheduler.next_run, shard=self.config.shard)
