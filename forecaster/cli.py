@@ -193,10 +193,11 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _forecast(config: Config, args: argparse.Namespace) -> int:
-    from forecaster import asof
-
     forecasts = [config.forecast(args.name)] if args.name else list(config.forecasts)
     if args.at:
+        # Only here: the as-of module brings the model and the backtest, which a retrain runs in its workers.
+        from forecaster import asof
+
         return _forecast_at(config, forecasts, [asof.parse_time(text) for text in args.at], args.format, args.full)
     service = _service(config)
     failed = 0
