@@ -22,16 +22,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from forecaster import config as config_module
-from forecaster.config import Config, parse_listen
-from forecaster.duration import Duration
 from forecaster.errors import ConfigError, ForecasterError, MissingExtra, StateDirInUse
-from forecaster.executor import local_workers, start_fork_server
-from forecaster.settings import Forecast
-from forecaster.shard import Shard
+from forecaster.executor import local_workers, start_fork_server, stop_fork_server
 
 if TYPE_CHECKING:
+    from forecaster.config import Config
     from forecaster.service import Service
+    from forecaster.settings import Forecast
     from forecaster.state import ForecastState
 
 log = logging.getLogger("forecaster")
@@ -54,6 +51,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One line per HTTP request or scheduled run drowns the service's own log.
     for noisy in ("httpx", "apscheduler.executors.default", "apscheduler.scheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    fits_here = args.handler in (_run, _forecast) and not getattr(args, "at", None)
+    if fits_here:
+        # Importing the model takes the fit workers' fork server about half a second. Started before the config is
+        # even read, it does so while this process imports the config's validation and the service and queries
+        # Prometheus, which is why those imports wait until here and inside the commands. A config whose fits run
+        # elsewhere (Dask, or inline with workers: 0) stops it again below.
+        start_fork_server()
+    from forecaster import config as config_module
+    from forecaster.shard import Shard
+
     try:
         config = config_module.load(args.config)
     except ConfigError as exc:
@@ -67,10 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"--shard: {exc}", file=sys.stderr)
             return EXIT_INVALID
-    if args.handler in (_run, _forecast) and not getattr(args, "at", None) and local_workers(config):
-        # Importing the model takes the fit workers' fork server most of a second; it does so while this process goes
-        # on to import the service and query Prometheus, which is why those imports wait inside the commands.
-        start_fork_server()
+    if fits_here and not local_workers(config):
+        stop_fork_server()
     try:
         command: int = args.handler(config, args)
         return command
@@ -166,6 +171,8 @@ def _check(config: Config, args: argparse.Namespace) -> int:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
+    from forecaster.config import parse_listen
+
     listen = args.listen or config.server.listen
     try:
         host, port = parse_listen(listen)
@@ -275,6 +282,8 @@ def _backtest(config: Config, args: argparse.Namespace) -> int:
 
 
 def _backtest_horizons(forecast: Forecast, text: str | None) -> list[float]:
+    from forecaster.duration import Duration
+
     if text is None:
         return sorted({h.seconds for h in forecast.horizons} | {forecast.horizon.seconds})
     horizons = []

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from forecaster.errors import ForecasterError, MissingExtra, SeriesSkipped, SkipReason, Stopped
-from forecaster.model.options import FitSpec
 
 if TYPE_CHECKING:
     import numpy as np
 
     from forecaster.config import Config
     from forecaster.model.fit import FitResult
+    from forecaster.model.options import FitSpec
 
 log = logging.getLogger(__name__)
 
@@ -336,9 +336,19 @@ def start_fork_server() -> None:
 
     It imports the model once, so every worker forked from it starts warm; started
     early, it does so while the service is still starting and querying Prometheus.
+    This module imports nothing heavy itself, so that starting it costs nothing first.
     """
     multiprocessing.get_context("forkserver").set_forkserver_preload(["forecaster._preload"])
     forkserver.ensure_running()
+
+
+def stop_fork_server() -> None:
+    """Stop the fork server again, for a config whose fits run elsewhere; it ends once its imports are done.
+
+    The standard library stops it this way between its own tests; there is
+    no public call, and the server otherwise lives as long as this process.
+    """
+    forkserver._forkserver._stop()  # type: ignore[attr-defined]
 
 
 def local_workers(config: Config) -> int:
