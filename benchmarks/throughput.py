@@ -1,7 +1,8 @@
 """Throughput benchmark: the service's own cycle against the plain loop, on the same data in one run.
 
 N synthetic-but-realistic series (daily and weekly seasonality, trend, noise;
-14 days at 5m) go into a real Prometheus. Then, each timed as a whole process:
+14 days at 5m) go into a real Prometheus, and get each new step's sample as
+time passes. Then, each timed as a whole process:
   plain   benchmarks/plain_loop.py (fresh Prophet per series, 1,000-sample predict
           over history and future, one series after another)
   cold    forecaster forecast -c FILE with an empty state_dir
@@ -78,6 +79,34 @@ def load(prometheus: LocalPrometheus, series: list[tuple[dict[str, str], Signal,
     )
 
 
+class Live:
+    """Keeps the loaded series going: each new step's sample, pushed once the step has passed, as scrapes would.
+
+    Without them the history ages: a fit more than a step after the load
+    sees less than the 14 days that keep the weekly terms on, and fits
+    another model than the one before it (whose parameters then no longer
+    warm-start it).
+    """
+
+    def __init__(self, prometheus: LocalPrometheus, series: list[tuple[dict[str, str], Signal, int]], end: float):
+        self._prometheus = prometheus
+        self._series = series
+        self._last = float(grid(end, HISTORY, STEP)[-1])
+
+    def catch_up(self) -> None:
+        steps = np.arange(self._last + STEP, time.time() + STEP / 2, STEP)
+        steps = steps[steps <= time.time()]
+        if not len(steps):
+            return
+        ms = (steps * 1000).astype(np.int64).tolist()
+        fresh = [
+            TimeSeries(labels, ms, sig.sample(steps, seed * 1_000_003 + int(steps[0] // STEP)).tolist())
+            for labels, sig, seed in self._series
+        ]
+        push(self._prometheus.write_url, fresh)
+        self._last = float(steps[-1])
+
+
 def timed(args: list[str]) -> Run:
     """Wall time and peak RSS (largest single process of its tree) of a command, with its stdout."""
     started = time.perf_counter()
@@ -120,6 +149,7 @@ def throughput(count: int) -> None:
     with LocalPrometheus(scrape_targets=[]) as prometheus:
         end = time.time() - 60
         loaded = load(prometheus, series, end)
+        live = Live(prometheus, series, end)
         print(f"loaded {loaded:,} samples: {count} series x 14 days at 5m", flush=True)
         config_path = work / "forecaster.yml"
         config_path.write_text(yaml.safe_dump(config(prometheus, work / "state")))
@@ -127,7 +157,9 @@ def throughput(count: int) -> None:
         here = Path(__file__).resolve().parent
         plain = timed([sys.executable, str(here / "plain_loop.py"), "--url", prometheus.url, "--query", METRIC])
         command = [sys.executable, "-m", "forecaster", "forecast", "-c", str(config_path), "--format", "jsonl"]
+        live.catch_up()
         cold = timed(command)
+        live.catch_up()
         warm = timed(command)
     rows = [("plain loop", plain), ("forecaster (cold)", cold), ("forecaster (warm)", warm)]
     print(f"\n{'':<20}{'seconds':>9}{'series/s':>10}{'speed-up':>10}{'peak RSS MB':>13}{'next-day MAE':>14}")
@@ -153,7 +185,9 @@ def serve(count: int, cycles: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="forecaster-bench-"))
     port = free_port()
     with LocalPrometheus(scrape_targets=[f"127.0.0.1:{port}"], scrape_interval="15s") as prometheus:
-        loaded = load(prometheus, series, time.time() - 60)
+        end = time.time() - 60
+        loaded = load(prometheus, series, end)
+        live = Live(prometheus, series, end)
         print(f"loaded {loaded:,} samples: {count} series x 14 days at 5m", flush=True)
         config_path = work / "forecaster.yml"
         settings = config(prometheus, work / "state", f"127.0.0.1:{port}")
@@ -173,6 +207,7 @@ def serve(count: int, cycles: int) -> None:
             while len(durations) < cycles:
                 if process.poll() is not None:
                     raise RuntimeError(f"forecaster run exited with {process.returncode}")
+                live.catch_up()
                 peak_mb = max(peak_mb, _tree_rss_mb(process.pid))
                 t0 = time.perf_counter()
                 samples = _samples(port)
