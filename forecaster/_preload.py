@@ -16,9 +16,20 @@ slower). OpenBLAS reads this once, when numpy loads it, so it is set here,
 before anything imports numpy; a value set in the environment wins.
 """
 
+import gc
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import forecaster.executor
 import forecaster.model.fit  # noqa: F401
+
+# Standard output is the command's (``forecaster forecast`` prints its forecasts there), and whoever reads it through a
+# pipe sees its end only once every process holding it has gone: without this, the fork server, which ends last, after
+# its parent. Nothing a fit runs prints there (Stan's console goes to a file); anything that did would corrupt it.
+_devnull = os.open(os.devnull, os.O_WRONLY)
+os.dup2(_devnull, 1)
+os.close(_devnull)
+
+# What is imported here lives as long as each worker: their collections need not go over it again and again.
+gc.freeze()

@@ -182,9 +182,12 @@ class _Worker:
         self.conn.close()
         self._remove_scratch()
 
-    def stop(self) -> None:
+    def ask_to_stop(self) -> None:
         with contextlib.suppress(OSError):
             self.conn.send(None)
+
+    def stop(self) -> None:
+        """Wait for the worker asked to stop to end; kill it if it has not within 2 s."""
         self.process.join(2)
         if self.process.is_alive():
             self.kill()
@@ -269,6 +272,9 @@ class LocalExecutor:
 
     def close(self) -> None:
         with self._lock:
+            # All are asked first, so that they wind down together rather than one after the other.
+            for worker in self._idle:
+                worker.ask_to_stop()
             for worker in self._idle:
                 worker.stop()
             self._idle.clear()
