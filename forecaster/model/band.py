@@ -31,10 +31,22 @@ def quantiles(errors: np.ndarray, alpha: float, lead: int, replayed: bool = True
     the tails is itself checked on the history (see ``tail_share``) unless
     ``replayed`` is false: then the tails stay at ``alpha``.
     """
-    window = max(len(errors) // RECENT_SHARE, 20)
-    tail = tail_share(errors, alpha, lead, window) if replayed else alpha
-    low, high = np.quantile(errors[-window:], [tail, 1 - tail])
+    return quantiles_at(errors, band_tail(errors, alpha, lead, replayed))
+
+
+def band_tail(errors: np.ndarray, alpha: float, lead: int, replayed: bool = True) -> float:
+    """The share of errors the band leaves out on each side: ``alpha``, or further out where the replay says so."""
+    return tail_share(errors, alpha, lead, _window(errors)) if replayed else alpha
+
+
+def quantiles_at(errors: np.ndarray, tail: float) -> tuple[float, float]:
+    """The ``tail`` and ``1 - tail`` quantiles of the latest quarter of the errors (at least 20)."""
+    low, high = np.quantile(errors[-_window(errors) :], [tail, 1 - tail])
     return float(low), float(high)
+
+
+def _window(errors: np.ndarray) -> int:
+    return max(len(errors) // RECENT_SHARE, 20)
 
 
 def tail_share(errors: np.ndarray, alpha: float, lead: int, window: int) -> float:

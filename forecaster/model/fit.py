@@ -20,6 +20,7 @@ from forecaster.errors import SeriesSkipped, SkipReason
 from forecaster.model import prophet
 from forecaster.model.cleaning import Prepared, bounds, prepare
 from forecaster.model.correction import (
+    Calibration,
     Competitor,
     PastErrors,
     anchor_windows,
@@ -84,11 +85,13 @@ def fit_predict(
         ) from None
     except Exception as exc:
         raise SeriesSkipped(SkipReason.FIT_FAILED, f"Prophet could not fit: {exc.__class__.__name__}: {exc}") from exc
+    calibration = None
     try:
         if spec.model.band == "prophet":
             fitted = prophet.simulated_band(model, ds)
         else:
-            fitted = _residual_band(model, prepared, ds, spec)
+            reuse = Calibration.from_json(warm_start.get("calibration")) if warm_start else None
+            fitted, calibration = _residual_band(model, prepared, ds, spec, reuse)
     except Exception as exc:
         raise SeriesSkipped(
             SkipReason.PREDICT_FAILED, f"Prophet could not predict: {exc.__class__.__name__}: {exc}"
@@ -106,11 +109,19 @@ def fit_predict(
         "daily": options["daily_seasonality"],
         "weekly": options["weekly_seasonality"],
     }
-    return FitResult(Frame(ds, yhat, lower, upper), prophet.warm_params(model), len(ts), choices)
+    params = prophet.warm_params(model)
+    if calibration is not None:
+        params["calibration"] = calibration.to_json()
+    return FitResult(Frame(ds, yhat, lower, upper), params, len(ts), choices)
 
 
-def _residual_band(model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec) -> Frame:
-    """The frame in the fit's space: Prophet's curves, the trend as chosen, the correction, the band."""
+def _residual_band(
+    model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec, reuse: Calibration | None
+) -> tuple[Frame, Calibration]:
+    """The frame in the fit's space (Prophet's curves, the trend as chosen, the correction, the band) and its choices.
+
+    ``reuse``: an earlier fit's choices, kept when they still apply (see ``Calibration``).
+    """
     grid, y = prepared.grid, prepared.y
     options = spec.model
     origin = float(grid[-1])
@@ -144,7 +155,7 @@ def _residual_band(model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec
         # A correction is measured from the line, so it is carried from the line's end rather than the trend's.
         line_offset=float(level[-1] - trend[n - 1]) if np.isfinite(level[-1]) else 0.0,
     )
-    plan = lead_errors(past, leads, spec.interval_width)
+    plan = lead_errors(past, leads, spec.interval_width, origin, reuse)
     correction, shares = plan.correction, plan.shares
     if options.residual_correction:
         # Against the fitted trend: a shift is new when the fit, knowing all of the history, cannot place it.
@@ -159,7 +170,7 @@ def _residual_band(model: Any, prepared: Prepared, ds: np.ndarray, spec: FitSpec
         recent = competitor.clipped[-(competitor.level_steps or window) :]
         level_now = float(np.median(recent[np.isfinite(recent)])) if np.isfinite(recent).any() else 0.0
         yhat = yhat + share * (level_now + competitor.ahead)
-    return Frame(ds, yhat, yhat + low, yhat + high)
+    return Frame(ds, yhat, yhat + low, yhat + high), plan.calibration
 
 
 def _rate_spread(

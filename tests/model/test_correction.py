@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import orjson
 import pytest
 
 from forecaster.model.correction import (
+    Calibration,
     Competitor,
     PastErrors,
     lead_errors,
@@ -115,3 +119,46 @@ def test_a_gap_in_a_copied_period_is_bridged_as_pandas_ffill_then_bfill_would():
     (copy,) = seasonal_copies(y, y, leads, step)
     filled = pd.Series(y).ffill().bfill().to_numpy()
     assert np.array_equal(copy.ahead, filled[len(y) - day + (leads - 1) % day])
+
+
+def _walk_past(seed: int) -> PastErrors:
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.normal(0, 1, 2000))
+    return PastErrors(rng.normal(0, 2, 2000), [3, 12], True, competitors=[Competitor(walk, walk)])
+
+
+def test_a_later_fit_within_a_day_keeps_the_choices_and_tails_and_takes_the_latest_quantiles():
+    leads = np.arange(1, 289)
+    first = lead_errors(_walk_past(1), leads, 0.8, at=0.0)
+    again = lead_errors(_walk_past(1), leads, 0.8, at=3600.0, reuse=first.calibration)
+    # The same data: keeping the choices gives exactly what choosing afresh would.
+    assert again.calibration is first.calibration
+    assert np.array_equal(again.low, first.low) and np.array_equal(again.shares, first.shares)
+    # New data: the kept choices, the new errors' quantiles.
+    moved = lead_errors(_walk_past(2), leads, 0.8, at=3600.0, reuse=first.calibration)
+    assert np.array_equal(moved.shares, first.shares)
+    assert not np.array_equal(moved.low, first.low)
+
+
+@pytest.mark.parametrize(
+    ("at", "change"),
+    [
+        (86400.0, {}),  # a day after it chose
+        (-1.0, {}),  # before it (a clock set back)
+        (3600.0, {"signature": [0.5]}),  # among other options
+        (3600.0, {"chosen": [7] * 41}),  # a competitor this fit does not have
+    ],
+)
+def test_choices_that_are_stale_or_not_this_fits_are_made_afresh(at, change):
+    leads = np.arange(1, 289)
+    first = lead_errors(_walk_past(1), leads, 0.8, at=0.0).calibration
+    kept = dataclasses.replace(first, **{k: v[: len(first.probe)] if k == "chosen" else v for k, v in change.items()})
+    plan = lead_errors(_walk_past(1), leads, 0.8, at=at, reuse=kept)
+    assert plan.calibration is not kept and plan.calibration.at == at
+
+
+def test_a_calibration_read_back_from_a_state_file_is_the_one_written_and_garbage_is_none():
+    first = lead_errors(_walk_past(1), np.arange(1, 289), 0.8, at=5.0).calibration
+    assert Calibration.from_json(orjson.loads(orjson.dumps(first.to_json()))) == first
+    for garbage in (None, {}, {"at": "x"}, {**first.to_json(), "tails": [0.1]}):
+        assert Calibration.from_json(garbage) is None

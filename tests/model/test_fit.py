@@ -154,3 +154,21 @@ def test_a_known_event_inside_the_frame_shapes_the_forecast():
     assert shaped.yhat[on_sale].min() > 250  # three times the level of about 100
     assert plain.yhat[on_sale].max() < 150
     assert np.abs(shaped.yhat[~on_sale] - 100).max() < 15
+
+
+@pytest.mark.slow
+def test_a_warm_fit_within_a_day_keeps_the_band_choices_of_the_fit_before_it():
+    rng = np.random.default_rng(21)
+    t = np.arange(0, 7 * DAY, STEP)
+    y = _daily(t) + np.cumsum(rng.normal(0, 0.3, len(t)))
+    first = fit_predict(t, y, t[-1] + STEP, _spec())
+    chose = first.params["calibration"]["at"]
+    later = np.append(t, t[-1] + np.arange(1, 13) * STEP)  # an hour on
+    more = np.append(y, y[-1] + np.cumsum(rng.normal(0, 0.3, 12)))
+    second = fit_predict(later, more, later[-1] + STEP, _spec(), warm_start=first.params)
+    assert second.params["calibration"]["at"] == chose
+    # A day after it chose, the next fit chooses again.
+    day_on = np.append(t, t[-1] + np.arange(1, 289) * STEP)
+    day_more = np.append(y, y[-1] + np.cumsum(rng.normal(0, 0.3, 288)))
+    third = fit_predict(day_on[288:], day_more[288:], day_on[-1] + STEP, _spec(), warm_start=first.params)
+    assert third.params["calibration"]["at"] == day_on[-1]
