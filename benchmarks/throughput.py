@@ -8,8 +8,12 @@ time passes. Then, each timed as a whole process:
   cold    forecaster forecast -c FILE with an empty state_dir
   warm    forecaster forecast -c FILE again (warm start, cached history)
 Each side's forecast for the following day is scored against the generator's values.
+Then the first ``--profile`` series are fitted in this process, plain Prophet
+and forecaster's fit (cold, then warm-started on the next step's history) on
+the same data, for each fit's CPU time (series per core-hour) and its split
+between Stan's own process and everything else.
 
-    python benchmarks/throughput.py --series 60
+    python benchmarks/throughput.py --series 60      # --profile 0: without the in-process fits
     python benchmarks/throughput.py --serve 500     # `forecaster run` on 500 series: cycles, RSS of the tree, scrapes
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import yaml
 
 # devtools/ sits beside the package in a source checkout, outside what pip installs.
@@ -40,6 +46,7 @@ STEP = 300.0
 HISTORY = 14 * DAY
 HORIZON = DAY
 METRIC = "bench_series"
+DEFAULTS = {"history": "14d", "step": "5m", "horizon": "1d", "retrain_every": "1h"}
 
 
 @dataclass
@@ -137,12 +144,16 @@ def config(prometheus: LocalPrometheus, state_dir: Path, listen: str = "127.0.0.
         "prometheus": {"url": prometheus.url},
         "server": {"listen": listen},
         "state_dir": str(state_dir),
-        "defaults": {"history": "14d", "step": "5m", "horizon": "1d", "retrain_every": "1h"},
-        "forecasts": [{"name": "bench", "query": METRIC, "max_series": 10000}],
+        "defaults": dict(DEFAULTS),
+        "forecasts": [config_forecast()],
     }
 
 
-def throughput(count: int) -> None:
+def config_forecast() -> dict[str, object]:
+    return {"name": "bench", "query": METRIC, "max_series": 10000}
+
+
+def throughput(count: int, profiled: int) -> None:
     series = signals(count)
     truth = {labels["instance"]: sig for labels, sig, _ in series}
     work = Path(tempfile.mkdtemp(prefix="forecaster-bench-"))
@@ -170,6 +181,66 @@ def throughput(count: int) -> None:
         )
     print(f"\nwarm vs cold: {cold.seconds / warm.seconds:.2f}x faster")
     print("MAE is relative to each series' base level, averaged over series and the next day's steps.")
+    if profiled:
+        stan_share(series[:profiled], end)
+
+
+def stan_share(series: list[tuple[dict[str, str], Signal, int]], end: float) -> None:
+    """Per fit, in this process: CPU in Stan's own process (a child of this one) and in everything else.
+
+    Each fit gets the data the service would have pulled: 14 days at 5m up
+    to ``end``, and for the warm-started fit the same window a step later,
+    one new sample at its end.
+    """
+    from forecaster.config import parse
+    from forecaster.model.fit import fit_predict
+    from forecaster.model.prophet import load_prophet
+
+    prophet = load_prophet()  # Prophet without cmdstanpy's INFO line per fit
+    settings = {"prometheus": {"url": "http://unused"}, "defaults": DEFAULTS, "forecasts": [config_forecast()]}
+    spec = parse(settings).forecasts[0].fit_spec()
+    times = grid(end, HISTORY, STEP)
+    later = times + STEP
+    totals = {"plain loop": [0.0, 0.0], "forecaster (cold)": [0.0, 0.0], "forecaster (warm)": [0.0, 0.0]}
+    for _, sig, seed in series:
+        values = sig.sample(times, seed)
+        next_values = np.concatenate((values[1:], sig.sample(later[-1:], seed + 1)))
+        with _Cpu(totals["plain loop"]):
+            model = prophet()
+            model.fit(pd.DataFrame({"ds": pd.to_datetime(times, unit="s"), "y": values}))
+            model.predict(model.make_future_dataframe(periods=int(HORIZON // STEP), freq=f"{int(STEP)}s"))
+        with _Cpu(totals["forecaster (cold)"]):
+            params = fit_predict(times, values, end, spec).params
+        with _Cpu(totals["forecaster (warm)"]):
+            fit_predict(later, next_values, end + STEP, spec, params)
+    print(f"\nper fit, in one process, over {len(series)} series (CPU time; Stan: its own process)")
+    print(f"{'':<20}{'CPU ms':>9}{'series/core-h':>15}{'Stan ms':>9}{'in Stan':>9}")
+    for name, (total, stan) in totals.items():
+        per_fit, stan_per_fit = total / len(series), stan / len(series)
+        print(
+            f"{name:<20}{1000 * per_fit:>9.0f}{3600 / per_fit:>15,.0f}{1000 * stan_per_fit:>9.0f}{stan / total:>9.0%}"
+        )
+
+
+class _Cpu:
+    """Adds the CPU seconds spent in the block to ``total``: all of them, and those of child processes (Stan's)."""
+
+    def __init__(self, total: list[float]):
+        self._total = total
+
+    def __enter__(self) -> None:
+        self._start = _cpu_seconds()
+
+    def __exit__(self, *exc: object) -> None:
+        own, children = (now - before for now, before in zip(_cpu_seconds(), self._start, strict=True))
+        self._total[0] += own + children
+        self._total[1] += children
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """This process's CPU seconds so far, and those of its reaped children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def serve(count: int, cycles: int) -> None:
@@ -272,11 +343,14 @@ def main() -> int:
     parser.add_argument("--series", type=int, default=60)
     parser.add_argument("--serve", type=int, metavar="N", help="measure `forecaster run` serving N series instead")
     parser.add_argument("--cycles", type=int, default=2, help="with --serve: how many retrain cycles to time")
+    parser.add_argument(
+        "--profile", type=int, default=10, metavar="N", help="fit the first N series in process to split CPU (0: skip)"
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.cycles)
     else:
-        throughput(args.series)
+        throughput(args.series, args.profile)
     return 0
 
 
