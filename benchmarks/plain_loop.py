@@ -16,9 +16,18 @@ import logging
 import math
 import sys
 import time
+from typing import Any
 
 import httpx
 import pandas as pd
+
+
+def fit_and_predict(prophet: Any, history: pd.DataFrame, horizon: float, step: float) -> pd.DataFrame:
+    """A fresh default Prophet fitted on ``history``, predicted over history and future; the future rows."""
+    model = prophet()
+    model.fit(history)
+    periods = int(horizon // step)
+    return model.predict(model.make_future_dataframe(periods=periods, freq=f"{int(step)}s")).tail(periods)
 
 
 def main() -> int:
@@ -57,11 +66,7 @@ def main() -> int:
             history = pd.DataFrame(
                 {"ds": pd.to_datetime([float(v[0]) for v in values], unit="s"), "y": [float(v[1]) for v in values]}
             )
-            model = Prophet()
-            model.fit(history)
-            periods = int(args.horizon // args.step)
-            future = model.make_future_dataframe(periods=periods, freq=f"{int(args.step)}s")
-            forecast = model.predict(future).tail(periods)
+            forecast = fit_and_predict(Prophet, history, args.horizon, args.step)
             for row in forecast.itertuples():
                 record = {
                     "forecast": "plain",

@@ -47,6 +47,7 @@ HISTORY = 14 * DAY
 HORIZON = DAY
 METRIC = "bench_series"
 DEFAULTS = {"history": "14d", "step": "5m", "horizon": "1d", "retrain_every": "1h"}
+FORECAST = {"name": "bench", "query": METRIC, "max_series": 10000}
 
 
 @dataclass
@@ -145,12 +146,8 @@ def config(prometheus: LocalPrometheus, state_dir: Path, listen: str = "127.0.0.
         "server": {"listen": listen},
         "state_dir": str(state_dir),
         "defaults": dict(DEFAULTS),
-        "forecasts": [config_forecast()],
+        "forecasts": [dict(FORECAST)],
     }
-
-
-def config_forecast() -> dict[str, object]:
-    return {"name": "bench", "query": METRIC, "max_series": 10000}
 
 
 def throughput(count: int, profiled: int) -> None:
@@ -192,12 +189,14 @@ def stan_share(series: list[tuple[dict[str, str], Signal, int]], end: float) -> 
     to ``end``, and for the warm-started fit the same window a step later,
     one new sample at its end.
     """
+    from plain_loop import fit_and_predict
+
     from forecaster.config import parse
     from forecaster.model.fit import fit_predict
     from forecaster.model.prophet import load_prophet
 
     prophet = load_prophet()  # Prophet without cmdstanpy's INFO line per fit
-    settings = {"prometheus": {"url": "http://unused"}, "defaults": DEFAULTS, "forecasts": [config_forecast()]}
+    settings = {"prometheus": {"url": "http://unused"}, "defaults": DEFAULTS, "forecasts": [FORECAST]}
     spec = parse(settings).forecasts[0].fit_spec()
     times = grid(end, HISTORY, STEP)
     later = times + STEP
@@ -206,9 +205,7 @@ def stan_share(series: list[tuple[dict[str, str], Signal, int]], end: float) -> 
         values = sig.sample(times, seed)
         next_values = np.concatenate((values[1:], sig.sample(later[-1:], seed + 1)))
         with _Cpu(totals["plain loop"]):
-            model = prophet()
-            model.fit(pd.DataFrame({"ds": pd.to_datetime(times, unit="s"), "y": values}))
-            model.predict(model.make_future_dataframe(periods=int(HORIZON // STEP), freq=f"{int(STEP)}s"))
+            fit_and_predict(prophet, pd.DataFrame({"ds": pd.to_datetime(times, unit="s"), "y": values}), HORIZON, STEP)
         with _Cpu(totals["forecaster (cold)"]):
             params = fit_predict(times, values, end, spec).params
         with _Cpu(totals["forecaster (warm)"]):
