@@ -40,8 +40,18 @@ def band_tail(errors: np.ndarray, alpha: float, lead: int, replayed: bool = True
 
 
 def quantiles_at(errors: np.ndarray, tail: float) -> tuple[float, float]:
-    """The ``tail`` and ``1 - tail`` quantiles of the latest quarter of the errors (at least 20)."""
-    low, high = np.quantile(errors[-_window(errors) :], [tail, 1 - tail])
+    """The ``tail`` and ``1 - tail`` quantiles of the latest quarter of the errors (at least 20).
+
+    ``np.quantile``'s linear interpolation, to the bit, from one partition
+    of the window: the band takes these at every probed lead of every fit,
+    and ``np.quantile``'s own checks cost three times the partition.
+    """
+    latest = errors[-_window(errors) :]
+    positions = np.array([tail, 1 - tail]) * (len(latest) - 1)
+    below = np.floor(positions).astype(np.int64)
+    above = np.minimum(below + 1, len(latest) - 1)
+    ranked = np.partition(latest, np.concatenate((below, above)))
+    low, high = _lerp(ranked[below], ranked[above], positions - below)
     return float(low), float(high)
 
 
@@ -70,20 +80,33 @@ def tail_share(errors: np.ndarray, alpha: float, lead: int, window: int) -> floa
     tails = np.array([alpha * factor for factor in TAIL_FACTORS])
     bounds = np.linspace(start, len(errors), CHECKS + 1).astype(np.int64)
     windows = sliding_window_view(errors, window)[bounds[:-1] - lead - window]
-    low, high = _window_quantiles(windows, tails), _window_quantiles(windows, 1 - tails)
-    # Each later error against the band of the check it falls in, all checks at once.
-    check = np.repeat(np.arange(CHECKS), np.diff(bounds))
-    later = errors[start:, None]
-    inside = ((later >= low[check]) & (later <= high[check])).sum(axis=0)
+    low, high = _window_quantiles(windows, tails)
+    # Each later error against the band of the check it falls in: within a check's sorted stretch, a band's
+    # count is where its edges would be inserted.
+    inside = np.zeros(len(tails), dtype=np.int64)
+    for check, stretch in enumerate(np.split(errors[start:], bounds[1:-1] - start)):
+        ranked = np.sort(stretch)
+        inside += np.searchsorted(ranked, high[check], "right") - np.searchsorted(ranked, low[check], "left")
     covered = inside / (len(errors) - start)
     enough = np.flatnonzero(covered >= 1 - 2 * alpha)
     return float(tails[enough[0]] if len(enough) else tails[-1])
 
 
-def _window_quantiles(rows: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """``np.quantile(rows, levels, axis=1).T`` (linear interpolation), partitioning each row only where needed."""
-    position = levels * (rows.shape[1] - 1)
-    below = np.floor(position).astype(np.int64)
+def _window_quantiles(rows: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``tails`` and ``1 - tails`` quantiles (rows x tails each), linearly interpolated between ranks.
+
+    One partition of each row at just the ranks the quantiles need.
+    """
+    positions = np.concatenate((tails, 1 - tails)) * (rows.shape[1] - 1)
+    below = np.floor(positions).astype(np.int64)
     above = np.minimum(below + 1, rows.shape[1] - 1)
     ranked = np.partition(rows, np.unique(np.concatenate((below, above))), axis=1)
-    return np.asarray(ranked[:, below] + (position - below) * (ranked[:, above] - ranked[:, below]))
+    low, high = ranked[:, below], ranked[:, above]
+    quantiles = low + (positions - below) * (high - low)
+    return quantiles[:, : len(tails)], quantiles[:, len(tails) :]
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``np.quantile``'s interpolation between neighbouring ranks, from whichever end is nearer (numpy's ``_lerp``)."""
+    difference = b - a
+    return np.asarray(np.where(t >= 0.5, b - difference * (1 - t), a + difference * t))

@@ -337,13 +337,14 @@ def _choose(
 ) -> tuple[int, int]:
     """At lead k: the correction window that would have erred least (0: none), and the competitor that beats it (-1)."""
     n = len(past.residuals)
-    best_score, best_window = float(np.mean(np.abs(later[known]))), 0
+    best_score, best_window = _mean_abs(later[known]), 0
     for window, anchor in anchors.items() if past.correct else ():
-        now = anchor[: n - k]
-        pair = np.isfinite(now) & known
-        if pair.sum() <= 10:
+        # ``later`` is finite where ``known``: the difference is finite where both are.
+        difference = later - anchor[: n - k]
+        pair = np.isfinite(difference)
+        if np.count_nonzero(pair) <= 10:
             continue
-        score = float(np.mean(np.abs(later[pair] - now[pair])))
+        score = _mean_abs(difference[pair])
         if score < best_score:
             best_score, best_window = score, window
     chosen = -1
@@ -352,11 +353,16 @@ def _choose(
             continue
         persistence = competitor.clipped[k:] - level[: n - k]
         usable = np.isfinite(persistence)
-        score = float(np.mean(np.abs(persistence[usable]))) if usable.sum() > 10 else np.inf
+        score = _mean_abs(persistence[usable]) if np.count_nonzero(usable) > 10 else np.inf
         score *= 1 + competitor.margin
         if score < best_score:
             best_score, chosen = score, j
     return best_window, chosen
+
+
+def _mean_abs(values: np.ndarray) -> float:
+    """``np.mean(np.abs(values))`` to the bit (the same pairwise sum) without its checks: ten calls per lead."""
+    return float(np.add.reduce(np.abs(values)) / len(values))
 
 
 def _signature(past: PastErrors, width: float) -> list[float]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+import itertools
 
-from forecaster.model.band import quantiles, tail_share
+import numpy as np
+import pytest
+
+from forecaster.model import band
+from forecaster.model.band import quantiles, quantiles_at, tail_share
 from forecaster.model.correction import PastErrors, lead_errors
 
 
@@ -35,3 +39,46 @@ def test_a_band_that_is_not_replayed_keeps_its_nominal_tails():
     assert quantiles(changing, 0.1, 12, replayed=False) == tuple(np.quantile(latest, [0.1, 0.9]))
     low, high = quantiles(changing, 0.1, 12)
     assert low < np.quantile(latest, 0.1) and high > np.quantile(latest, 0.9)
+
+
+@pytest.mark.parametrize("size", [1, 7, 20, 999, 4032])
+def test_the_band_quantiles_are_numpys_to_the_bit(size):
+    rng = np.random.default_rng(size)
+    errors = rng.standard_t(3, size) * 5
+    errors[::5] = np.round(errors[::5])  # ties
+    latest = errors[-max(size // 4, 20) :]
+    for tail in (0.1, 0.075, 0.05, 0.03, 0.015, 0.0, 0.5):
+        assert quantiles_at(errors, tail) == tuple(np.quantile(latest, [tail, 1 - tail]))
+
+
+def _tail_share_directly(errors: np.ndarray, alpha: float, lead: int, window: int) -> float:
+    """``tail_share`` spelled out: one check at a time, each later error tested against its check's band."""
+    start = window + lead
+    if len(errors) < start + window:
+        return alpha
+    bounds = np.linspace(start, len(errors), band.CHECKS + 1).astype(np.int64)
+    for factor in band.TAIL_FACTORS:
+        tail, inside = alpha * factor, 0
+        for begin, end in itertools.pairwise(bounds):
+            known = errors[begin - lead - window : begin - lead]
+            position = np.array([tail, 1 - tail]) * (window - 1)
+            ranked = np.sort(known)
+            below = np.floor(position).astype(np.int64)
+            above = np.minimum(below + 1, window - 1)
+            low, high = ranked[below] + (position - below) * (ranked[above] - ranked[below])
+            inside += int(((errors[begin:end] >= low) & (errors[begin:end] <= high)).sum())
+        if inside / (len(errors) - start) >= 1 - 2 * alpha:
+            return tail
+    return alpha * band.TAIL_FACTORS[-1]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_replay_counts_each_later_error_against_the_band_of_its_own_check(seed):
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(600, 5000))
+    spells = np.repeat(rng.uniform(0.5, 6, 8), size // 8 + 1)[:size]
+    errors = rng.normal(0, 1, size) * spells
+    errors[::7] = np.round(errors[::7], 1)  # ties on the band's edges
+    for lead in (1, 12, 288):
+        window = max(size // 4, 20)
+        assert tail_share(errors, 0.1, lead, window) == _tail_share_directly(errors, 0.1, lead, window)
