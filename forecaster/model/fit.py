@@ -32,7 +32,7 @@ from forecaster.model.correction import (
 )
 from forecaster.model.frame import Frame, frame_times
 from forecaster.model.options import FitSpec
-from forecaster.model.seasonality import DAY, prophet_options
+from forecaster.model.seasonality import DAY, kept_weekly_order, prophet_options, tests_weekly
 from forecaster.model.trend import LINE_SHARE, choose_trend, damp, rate_drift, trailing_line, trend_surprise
 from forecaster.series import finite
 
@@ -71,7 +71,10 @@ def fit_predict(
         flat = np.full(len(ds), ys[0])
         return FitResult(Frame(ds, flat, flat.copy(), flat.copy()), {}, len(ts))
     prepared = prepare(ts, ys, spec)
-    options = prophet_options(prepared, spec)
+    origin = float(prepared.grid[-1])
+    kept = warm_start.get("weekly") if warm_start else None
+    weekly = kept_weekly_order(kept, origin, spec.step)
+    options = prophet_options(prepared, spec, weekly)
     # Stan, cmdstanpy and pandas raise many types; a failing series must not stop the batch.
     try:
         model = prophet.fit(
@@ -112,6 +115,9 @@ def fit_predict(
     params = prophet.warm_params(model)
     if calibration is not None:
         params["calibration"] = calibration.to_json()
+    if tests_weekly(prepared, spec):
+        order = int(options["weekly_seasonality"] or 0)
+        params["weekly"] = kept if weekly is not None else {"at": origin, "step": spec.step, "order": order}
     return FitResult(Frame(ds, yhat, lower, upper), params, len(ts), choices)
 
 

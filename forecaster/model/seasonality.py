@@ -26,6 +26,8 @@ YEAR = 365.25 * DAY
 
 # How much better (in held-out absolute error) more weekly terms must predict to be chosen (see ``weekly_order``).
 WEEKLY_MARGIN = 0.02
+# How long a fit's weekly order serves the retrains after it, as the band's choices do (``correction.REUSE``).
+WEEKLY_REUSE = DAY
 
 
 def seasonalities(span: float, step: float) -> dict[str, bool | int]:
@@ -102,8 +104,12 @@ def weekly_order(grid: np.ndarray, y: np.ndarray, step: float) -> int:
     return min(order for order, error in errors.items() if error <= best * (1 + WEEKLY_MARGIN))
 
 
-def prophet_options(prepared: Prepared, spec: FitSpec) -> dict[str, Any]:
-    """Prophet's constructor options: the data-driven defaults, then the user's own on top."""
+def prophet_options(prepared: Prepared, spec: FitSpec, weekly: int | None = None) -> dict[str, Any]:
+    """Prophet's constructor options: the data-driven defaults, then the user's own on top.
+
+    ``weekly`` is the weekly order an earlier fit chose and this one keeps
+    (see ``kept_weekly_order``); None: ``weekly_order`` chooses it here.
+    """
     span = float(prepared.grid[-1] - prepared.grid[0])
     options: dict[str, Any] = {
         **seasonalities(span, spec.step),
@@ -111,9 +117,33 @@ def prophet_options(prepared: Prepared, spec: FitSpec) -> dict[str, Any]:
         "changepoint_prior_scale": 0.05 if span >= 4 * WEEK else 0.01,
         "changepoint_range": 0.9,
     }
-    if options["weekly_seasonality"] == 14 and "weekly_seasonality" not in spec.prophet:
-        options["weekly_seasonality"] = weekly_order(prepared.grid, prepared.y, spec.step) or False
+    if tests_weekly(prepared, spec):
+        order = weekly if weekly is not None else weekly_order(prepared.grid, prepared.y, spec.step)
+        options["weekly_seasonality"] = order or False
     options.update(spec.prophet)
     if spec.model.band == "residual":
         options["uncertainty_samples"] = 0
     return options
+
+
+def tests_weekly(prepared: Prepared, spec: FitSpec) -> bool:
+    """Whether the weekly order is chosen by ``weekly_order``: sub-daily data, two weeks of it, no order set."""
+    span = float(prepared.grid[-1] - prepared.grid[0])
+    return seasonalities(span, spec.step)["weekly_seasonality"] == 14 and "weekly_seasonality" not in spec.prophet
+
+
+def kept_weekly_order(record: Any, at: float, step: float) -> int | None:
+    """The weekly order in an earlier fit's ``record``, if chosen less than ``WEEKLY_REUSE`` before ``at`` at ``step``.
+
+    Leaving each week out in turn costs a warm retrain a tenth of its time
+    outside Stan, and a day's new data seldom moves the choice; a retrain
+    within a day keeps it, so its warm start also keeps its shape. None when
+    the record is missing, stale, from another step, or not one this code wrote.
+    """
+    try:
+        chosen_at, chosen_step, order = float(record["at"]), float(record["step"]), int(record["order"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if order not in (0, 3, 14) or chosen_step != step or not 0 <= at - chosen_at < WEEKLY_REUSE:
+        return None
+    return order

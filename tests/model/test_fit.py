@@ -172,3 +172,28 @@ def test_a_warm_fit_within_a_day_keeps_the_band_choices_of_the_fit_before_it():
     day_more = np.append(y, y[-1] + np.cumsum(rng.normal(0, 0.3, 288)))
     third = fit_predict(day_on[288:], day_more[288:], day_on[-1] + STEP, _spec(), warm_start=first.params)
     assert third.params["calibration"]["at"] == day_on[-1]
+
+
+@pytest.mark.slow
+def test_a_warm_fit_within_a_day_keeps_the_weekly_order_of_the_fit_before_it(monkeypatch: pytest.MonkeyPatch):
+    from forecaster.model import seasonality
+
+    rng = np.random.default_rng(22)
+    t = np.arange(0, 15 * DAY, STEP)
+    y = _daily(t) + 10 * np.sin(2 * np.pi * t / (7 * DAY)) + rng.normal(0, 2, len(t))
+    first = fit_predict(t, y, t[-1] + STEP, _spec())
+    assert first.params["weekly"] == {"at": t[-1], "step": STEP, "order": first.choices["weekly"] or 0}
+
+    def never(*args: object) -> int:
+        raise AssertionError("the weekly order was tested again within a day")
+
+    monkeypatch.setattr(seasonality, "weekly_order", never)
+    later, more = t + 12 * STEP, np.append(y[12:], y[-12:])  # an hour on
+    second = fit_predict(later, more, later[-1] + STEP, _spec(), warm_start=first.params)
+    assert second.params["weekly"] == first.params["weekly"]
+    assert second.choices["weekly"] == first.choices["weekly"]
+    monkeypatch.undo()
+    # A day after it chose, the next fit tests again.
+    day_on = t + DAY
+    third = fit_predict(day_on, y, day_on[-1] + STEP, _spec(), warm_start=first.params)
+    assert third.params["weekly"]["at"] == day_on[-1]

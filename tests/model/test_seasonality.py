@@ -64,3 +64,14 @@ def test_the_weekly_order_is_the_one_pandas_rolling_mean_gives(monkeypatch: pyte
 
     monkeypatch.setattr(seasonality, "centred", pandas_centred)
     assert ours == [weekly_order(t, history, STEP) for history in histories]
+
+
+def test_a_weekly_order_is_kept_for_a_day_at_the_same_step():
+    chosen = {"at": 1_000_000.0, "step": STEP, "order": 3}
+    assert seasonality.kept_weekly_order(chosen, 1_000_000.0 + 3600, STEP) == 3
+    assert seasonality.kept_weekly_order({**chosen, "order": 0}, 1_000_000.0, STEP) == 0
+    assert seasonality.kept_weekly_order(chosen, 1_000_000.0 + DAY, STEP) is None  # a day on: chosen afresh
+    assert seasonality.kept_weekly_order(chosen, 1_000_000.0 - STEP, STEP) is None  # a fit as of an earlier time
+    assert seasonality.kept_weekly_order(chosen, 1_000_000.0, 60.0) is None
+    for garbled in (None, {}, {"at": "x", "step": STEP, "order": 3}, {**chosen, "order": 7}, [1, 2, 3]):
+        assert seasonality.kept_weekly_order(garbled, 1_000_000.0, STEP) is None
