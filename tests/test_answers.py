@@ -7,6 +7,7 @@ import logging
 import threading
 
 import httpx
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -102,6 +103,62 @@ def test_the_source_turns_a_malformed_range_answer_into_a_query_error_naming_for
     source = _source(lambda request: _body(data))
     with pytest.raises(QueryError, match=r"forecast 'f': query 'up': malformed answer to a range query: "):
         source.query_range("up", 0, 600, 60, forecast="f")
+
+
+@pytest.mark.parametrize("data", MALFORMED_RANGES.values(), ids=MALFORMED_RANGES.keys())
+def test_a_malformed_compact_range_answer_is_the_same_query_error(data):
+    # Written as Prometheus writes it, so that each series' samples are cut out and decoded in bulk.
+    compact = json.dumps({"status": "success", "data": data}, separators=(",", ":")).encode()
+    source = _source(lambda request: httpx.Response(200, content=compact))
+    with pytest.raises(QueryError, match=r"forecast 'f': query 'up': malformed answer to a range query: "):
+        source.query_range("up", 0, 600, 60, forecast="f")
+
+
+whole_samples = answers._samples
+
+
+def _decoded(series: list) -> list:
+    return [(s.labels, s.timestamps.tolist(), [repr(v) for v in s.values]) for s in series]
+
+
+def test_samples_cut_from_a_compact_answer_decode_as_the_whole_answer_does(monkeypatch: pytest.MonkeyPatch):
+    rng = np.random.default_rng(3)
+    texts = [repr(float(v)) for v in rng.standard_cauchy(300) * 10.0 ** rng.integers(-300, 300, 300)]
+    texts += ["3", "0.1", "1e+21", "-2.5e-07", "5e-324", "1.7976931348623157e+308", "9007199254740993"]
+    result = [
+        {
+            "metric": {"job": "a", "instance": str(i)},
+            "values": [[1_700_000_000.125 + 15 * j, t] for j, t in enumerate(texts)],
+        }
+        for i in range(3)
+    ]
+    result.append({"metric": {"job": "b"}, "values": [[1, "NaN"], [2, "+Inf"], [3, "-Inf"], [4, "2"]]})
+    result.append({"metric": {"job": "d"}, "values": [[1, "-0"], [2, "0"]]})
+    # A label may spell out what the cut looks for; escaped inside a string, it is never cut.
+    result.append({"metric": {"job": '"values":[[1,"2"]]'}, "values": [[5, "7"]]})
+    result.append({"metric": {"job": "c"}, "values": []})
+    text = json.dumps({"resultType": "matrix", "result": result}, separators=(",", ":")).encode()
+    skeleton, cut = answers.cut_samples(text)
+    assert len(cut) == len(result)
+    assert all(item["values"] == [] for item in json.loads(skeleton)["result"])
+    whole = _decoded(answers.matrix(json.loads(text)))
+    one_by_one = []
+    monkeypatch.setattr(answers, "_samples", lambda values: one_by_one.append(values) or whole_samples(values))
+    assert _decoded(answers.matrix(json.loads(skeleton), cut)) == whole
+    # Only the series with NaN, ±Inf and -0 were read sample by sample.
+    assert [len(values) for values in one_by_one] == [4, 2]
+
+
+@pytest.mark.parametrize(
+    "values",
+    ['[1,"true"]', '[1,"2"],["3",4]', '[1,"2","3"]', "[1,2]", '[1,"2"],[3]'],
+    ids=["a word", "a time in quotes", "a triple", "a bare value", "a lone time"],
+)
+def test_a_cut_sample_that_is_not_a_number_and_a_quoted_number_is_named(values):
+    text = ('{"resultType":"matrix","result":[{"metric":{},"values":[' + values + "]}]}").encode()
+    skeleton, cut = answers.cut_samples(text)
+    with pytest.raises(ValueError, match=r'result\[0\]\.values holds a sample that is not \[time, "number"\]'):
+        answers.matrix(json.loads(skeleton), cut)
 
 
 @pytest.mark.parametrize("data", MALFORMED_INSTANTS.values(), ids=MALFORMED_INSTANTS.keys())

@@ -290,6 +290,24 @@ def test_auth_tls_and_headers_reach_the_server_and_secrets_stay_out_of_errors_an
     assert "s3cr3t" not in str(caught.value) and "s3cr3t" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [({}, "identity"), ({"accept-encoding": "gzip"}, "gzip"), ({"Accept-Encoding": "gzip, br"}, "gzip, br")],
+    ids=["uncompressed by default", "asked for in lower case", "asked for"],
+)
+def test_answers_come_uncompressed_unless_the_headers_ask_for_compression(headers, expected):
+    client = build_http_client(PrometheusConfig(url="http://prom.test", headers=headers))
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix", "result": []}})
+
+    client._transport = httpx.MockTransport(handler)
+    PrometheusSource(client, retries=0).query_range(QUERY, 0, 60, 60, forecast="reqs")
+    assert seen[0].headers.get_list("Accept-Encoding") == [expected]
+
+
 def test_basic_auth_reads_the_password_file(tmp_path):
     password = tmp_path / "pw"
     password.write_text("hunter2\n")
