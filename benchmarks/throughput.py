@@ -17,11 +17,19 @@ between Stan's own process and everything else.
     python benchmarks/throughput.py --serve 500     # `forecaster run` on 500 series: cycles, RSS of the tree, scrapes
 """
 
+# ruff: noqa: E402 (the BLAS pin below must come before numpy is imported)
 from __future__ import annotations
+
+import os
+
+# The in-process fits run as the service's fit workers do, on one BLAS thread (see forecaster/_preload.py): unpinned,
+# OpenBLAS threads spinning in the weekly-order test's least-squares steps tripled a fit's own CPU. numpy reads this
+# when it loads. The timed commands get the environment as it was (see ``_child_env``).
+_PINNED_HERE = "OPENBLAS_NUM_THREADS" not in os.environ
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -118,7 +126,7 @@ class Live:
 def timed(args: list[str]) -> Run:
     """Wall time and peak RSS (largest single process of its tree) of a command, with its stdout."""
     started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_child_env())
     assert process.stdout is not None
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -127,6 +135,14 @@ def timed(args: list[str]) -> Run:
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited with {process.returncode}")
     return Run(seconds, usage.ru_maxrss / 1024, output)
+
+
+def _child_env() -> dict[str, str]:
+    """The environment this benchmark was started with: the commands it times pin their own BLAS threads, or not."""
+    env = dict(os.environ)
+    if _PINNED_HERE:
+        del env["OPENBLAS_NUM_THREADS"]
+    return env
 
 
 def mae(output: str, truth: dict[str, Signal], fit_end: float) -> float:
@@ -265,6 +281,7 @@ def serve(count: int, cycles: int) -> None:
             [sys.executable, "-m", "forecaster", "run", "-c", str(config_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=_child_env(),
         )
         started = time.monotonic()
         served_after: float | None = None
