@@ -47,9 +47,7 @@ def quantiles_at(errors: np.ndarray, tail: float) -> tuple[float, float]:
     and ``np.quantile``'s own checks cost three times the partition.
     """
     latest = errors[-_window(errors) :]
-    positions = np.array([tail, 1 - tail]) * (len(latest) - 1)
-    below = np.floor(positions).astype(np.int64)
-    above = np.minimum(below + 1, len(latest) - 1)
+    positions, below, above = _ranks(np.array([tail, 1 - tail]), len(latest))
     ranked = np.partition(latest, np.concatenate((below, above)))
     low, high = _lerp(ranked[below], ranked[above], positions - below)
     return float(low), float(high)
@@ -97,13 +95,18 @@ def _window_quantiles(rows: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, 
 
     One partition of each row at just the ranks the quantiles need.
     """
-    positions = np.concatenate((tails, 1 - tails)) * (rows.shape[1] - 1)
-    below = np.floor(positions).astype(np.int64)
-    above = np.minimum(below + 1, rows.shape[1] - 1)
+    positions, below, above = _ranks(np.concatenate((tails, 1 - tails)), rows.shape[1])
     ranked = np.partition(rows, np.unique(np.concatenate((below, above))), axis=1)
-    low, high = ranked[:, below], ranked[:, above]
-    quantiles = low + (positions - below) * (high - low)
+    under, over = ranked[:, below], ranked[:, above]
+    quantiles = under + (positions - below) * (over - under)
     return quantiles[:, : len(tails)], quantiles[:, len(tails) :]
+
+
+def _ranks(levels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each quantile level falls among ``size`` sorted values: its fractional position, the ranks either side."""
+    positions = levels * (size - 1)
+    below = np.floor(positions).astype(np.int64)
+    return positions, below, np.minimum(below + 1, size - 1)
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
