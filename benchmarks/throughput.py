@@ -2,7 +2,8 @@
 
 N synthetic-but-realistic series (daily and weekly seasonality, trend, noise;
 14 days at 5m) go into a real Prometheus, and get each new step's sample as
-time passes. Then, each timed as a whole process:
+time passes. Once Prometheus has compacted them (``LocalPrometheus.settle``), each
+timed as a whole process:
   plain   benchmarks/plain_loop.py (fresh Prophet per series, 1,000-sample predict
           over history and future, one series after another)
   cold    forecaster forecast -c FILE with an empty state_dir
@@ -175,6 +176,7 @@ def throughput(count: int, profiled: int) -> None:
         loaded = load(prometheus, series, end)
         live = Live(prometheus, series, end)
         print(f"loaded {loaded:,} samples: {count} series x 14 days at 5m", flush=True)
+        print(f"Prometheus compacted them in {prometheus.settle():.0f} s; timing starts now", flush=True)
         config_path = work / "forecaster.yml"
         config_path.write_text(yaml.safe_dump(config(prometheus, work / "state")))
         fit_end = np.floor(time.time() / STEP) * STEP
@@ -273,6 +275,7 @@ def serve(count: int, cycles: int) -> None:
         loaded = load(prometheus, series, end)
         live = Live(prometheus, series, end)
         print(f"loaded {loaded:,} samples: {count} series x 14 days at 5m", flush=True)
+        print(f"Prometheus compacted them in {prometheus.settle():.0f} s; timing starts now", flush=True)
         config_path = work / "forecaster.yml"
         settings = config(prometheus, work / "state", f"127.0.0.1:{port}")
         settings["defaults"]["retrain_every"] = "1m"  # type: ignore[index]

@@ -122,6 +122,32 @@ class LocalPrometheus:
             time.sleep(0.1)
         raise TimeoutError(f"prometheus on {self.url} not ready after {timeout}s; see {self.log_path}")
 
+    def settle(self, quiet: float = 0.1, window: float = 2.0, timeout: float = 300.0) -> float:
+        """Wait until Prometheus has stopped working on what was just written to it; the seconds waited.
+
+        Remote-writing days of history puts them in the head block, which
+        Prometheus then cuts into 2-hour blocks and merges, on one core, for
+        about 12 s after 14 days of 60 or 500 series (measured here). Anything
+        timed meanwhile shares the machine with that. Quiet is less than
+        ``quiet`` seconds of Prometheus' own CPU (``process_cpu_seconds_total``)
+        in ``window`` seconds.
+        """
+        started = time.monotonic()
+        before = self._cpu_seconds()
+        while time.monotonic() - started < timeout:
+            time.sleep(window)
+            now = self._cpu_seconds()
+            if now - before < quiet:
+                return time.monotonic() - started
+            before = now
+        raise TimeoutError(f"prometheus on {self.url} still busy after {timeout:g}s; see {self.log_path}")
+
+    def _cpu_seconds(self) -> float:
+        for line in httpx.get(f"{self.url}/metrics", timeout=10).text.splitlines():
+            if line.startswith("process_cpu_seconds_total "):
+                return float(line.split()[1])
+        raise RuntimeError(f"prometheus on {self.url} exposes no process_cpu_seconds_total")
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
