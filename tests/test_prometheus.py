@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from urllib.parse import parse_qs
 
@@ -339,6 +340,19 @@ def test_insecure_skip_verify_turns_verification_off():
     )
     pool = client._transport._pool  # type: ignore[attr-defined]
     assert pool._ssl_context.verify_mode.name == "CERT_NONE"
+
+
+def test_a_plain_http_url_loads_no_ca_bundle_and_an_https_one_verifies_against_it():
+    def context(url: str) -> ssl.SSLContext:
+        pool = build_http_client(PrometheusConfig(url=url))._transport._pool  # type: ignore[attr-defined]
+        return pool._ssl_context
+
+    plain, secure = context("http://prom.test:9090"), context("https://prom.test")
+    assert plain.cert_store_stats()["x509_ca"] == 0
+    assert secure.cert_store_stats()["x509_ca"] > 0
+    # Unused on http, but never a context that would accept any certificate.
+    for ctx in (plain, secure):
+        assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
 
 
 def test_query_parameters_are_what_prometheus_expects():
