@@ -133,7 +133,8 @@ class Calibration:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Not dataclasses.asdict, which deep-copies every number: a quarter of a millisecond a fit.
+        return {name: list(value) if isinstance(value, list) else value for name, value in vars(self).items()}
 
     @classmethod
     def from_json(cls, data: Any) -> Calibration | None:
@@ -271,9 +272,15 @@ def lead_errors(
         reuse = None
     n = len(residuals)
     raw = residuals if past.outcomes is None else past.outcomes
-    anchors = {m: trailing_median(residuals, m) for m in past.windows}
     competitors = past.competitors
-    levels = [trailing_median(c.clipped, c.level_steps or past.level_steps) for c in competitors]
+    # Keeping an earlier fit's choices needs the rolling medians of only the windows and competitors it chose.
+    windows = past.windows if reuse is None else sorted(set(past.windows) & set(reuse.anchors))
+    anchors = {m: trailing_median(residuals, m) for m in windows}
+    used = range(len(competitors)) if reuse is None else set(reuse.chosen)
+    levels = [
+        trailing_median(c.clipped, c.level_steps or past.level_steps) if j in used else np.empty(0)
+        for j, c in enumerate(competitors)
+    ]
     shares = np.zeros((len(competitors), len(probe)))
     corrections = np.zeros(len(probe))
     lows = np.zeros(len(probe))

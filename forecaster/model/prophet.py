@@ -32,6 +32,9 @@ class LeanModel:
 
     terms: stan_design.Terms
     params: dict[str, np.ndarray]
+    # The times it was fitted at and their Fourier features (Stan's X), which ``components`` takes instead of computing
+    # them again where it is asked for the same times.
+    fitted: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def load_prophet() -> Any:
@@ -76,7 +79,8 @@ def fit(
     times, values = prepared.grid[observed], prepared.y[observed]
     inputs = stan_design.stan_input(times, values, options) if lean and not events and not country else None
     if inputs is not None:
-        return LeanModel(inputs.terms, stan_optimize.optimize(inputs, warm, timeout))
+        params = stan_optimize.optimize(inputs, warm, timeout)
+        return LeanModel(inputs.terms, params, (times, inputs.data["X"]) if inputs.terms.seasonalities else None)
     import pandas as pd
 
     holidays = None
@@ -115,7 +119,7 @@ def components(model: Any, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``Prophet.predict``.
     """
     if isinstance(model, LeanModel):
-        return model.terms.components(model.params, times)
+        return model.terms.components(model.params, times, model.fitted)
     if not _plain(model):
         return _predicted_components(model, times)
     return _terms(model).components(model.params, times)

@@ -70,12 +70,16 @@ class Terms:
     changepoints_t: np.ndarray
     seasonalities: tuple[Seasonality, ...]
 
-    def components(self, params: dict[str, np.ndarray], times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def components(
+        self, params: dict[str, np.ndarray], times: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Trend and seasonality at ``times`` from Prophet-shaped ``params``, by Prophet's predict formulas.
 
         ``piecewise_linear`` for the trend, Prophet's Fourier terms, and
         ``trend * (1 + multiplicative) + additive``, with Prophet's mean over
-        parameter draws (a single draw for a MAP fit).
+        parameter draws (a single draw for a MAP fit). ``known``: times and
+        their features already computed (the fit's), taken as they are where
+        ``times`` starts with them; each row depends on its time alone.
         """
         k, m = float(np.nanmean(params["k"])), float(np.nanmean(params["m"]))
         if self.growth == "linear":
@@ -87,7 +91,12 @@ class Terms:
         trend = trend * self.y_scale + self.floor
         if not self.seasonalities:
             return trend, np.zeros(len(times))
-        features = fourier_features(times, self.seasonalities)
+        fitted_times, fitted_features = known if known is not None else (times[:0], None)
+        head = len(fitted_times)
+        if fitted_features is not None and np.array_equal(times[:head], fitted_times):
+            features = np.vstack((fitted_features, fourier_features(times[head:], self.seasonalities)))
+        else:
+            features = fourier_features(times, self.seasonalities)
         beta = np.nanmean(params["beta"], axis=0)
         additive_mask = additive_columns(self.seasonalities)
         additive = features @ (beta * additive_mask) * self.y_scale

@@ -66,6 +66,21 @@ def test_a_model_with_events_is_read_through_prophets_own_predict():
     np.testing.assert_array_equal(rest, expected_rest)
 
 
+def test_the_fits_own_fourier_features_serve_its_frame_to_the_bit():
+    t = 1_700_000_000.0 + np.arange(0, 3 * DAY, STEP)
+    y = Signal(base=300, daily=60, noise=5).sample(t, 5)
+    options = {"daily_seasonality": True, "weekly_seasonality": False, "uncertainty_samples": 0}
+    model = prophet.fit(Prepared(t, y, y, "none", 0.0, 0), 0.8, options, None)
+    assert isinstance(model, prophet.LeanModel) and model.fitted is not None
+    future = t[-1] + STEP * np.arange(1, 289)
+    # The frame's grid, the fit's times with a gap in them, and times before the fit's: only the first reuses them.
+    for times in (np.concatenate((t, future)), np.concatenate((t[:100], t[101:], future)), t - STEP):
+        reused = prophet.components(model, times)
+        computed = model.terms.components(model.params, times)
+        for got, expected in zip(reused, computed, strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
 def _prophets_own_input(times: np.ndarray, y: np.ndarray, options: dict) -> tuple[dict, dict]:
     """What ``Prophet.fit`` hands its Stan backend for this history: the data and the initial values."""
     model = prophet.load_prophet()(**options)
