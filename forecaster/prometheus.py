@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import random
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -103,8 +104,6 @@ def build_http_client(config: PrometheusConfig) -> httpx.Client:
         auth = httpx.BasicAuth(config.basic_auth.username, password)
     verify: Any = True
     if urlsplit(config.url).scheme == "http" and config.tls.ca_file is None and not config.tls.insecure_skip_verify:
-        import ssl
-
         # Nothing on a plain-http URL speaks TLS (redirects are not followed), so the system's CA bundle, which httpx
         # otherwise loads for every client (about 37 ms of each command's start), stays unread. The context still
         # verifies: a TLS connection, were one made, would fail rather than go unchecked.
@@ -112,8 +111,6 @@ def build_http_client(config: PrometheusConfig) -> httpx.Client:
     elif config.tls.insecure_skip_verify:
         verify = False
     elif config.tls.ca_file is not None:
-        import ssl
-
         try:
             verify = ssl.create_default_context(cafile=str(config.tls.ca_file))
         except (OSError, ssl.SSLError) as exc:
@@ -338,8 +335,6 @@ def _stitch(parts: Iterable[list[Series]]) -> list[Series]:
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
-    import ssl
-
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ssl.SSLError):

@@ -24,6 +24,8 @@ DAY = 86400.0
 WEEK = 7 * DAY
 YEAR = 365.25 * DAY
 
+# The weekly Fourier orders ``weekly_order`` chooses among: none, Prophet's default, and up to twice a day.
+WEEKLY_ORDERS = (0, 3, 14)
 # How much better (in held-out absolute error) more weekly terms must predict to be chosen (see ``weekly_order``).
 WEEKLY_MARGIN = 0.02
 # How long a fit's weekly order serves the retrains after it, as the band's choices do (``correction.REUSE``).
@@ -88,7 +90,7 @@ def weekly_order(grid: np.ndarray, y: np.ndarray, step: float) -> int:
     total_gram, total_moment = sum(gram), sum(moment)
     daily_columns = 1 + 2 * 4
     errors = {}
-    for order in (0, 3, 14):
+    for order in WEEKLY_ORDERS:
         # fourier() puts the sines first: order k keeps the sin and cos of harmonics 1..k.
         columns = np.r_[
             0:daily_columns, daily_columns : daily_columns + order, daily_columns + 14 : daily_columns + 14 + order
@@ -145,6 +147,6 @@ def kept_weekly_order(record: Any, at: float, step: float) -> int | None:
         chosen_at, chosen_step, order = float(record["at"]), float(record["step"]), int(record["order"])
     except (KeyError, TypeError, ValueError):
         return None
-    if order not in (0, 3, 14) or chosen_step != step or not 0 <= at - chosen_at < WEEKLY_REUSE:
+    if order not in WEEKLY_ORDERS or chosen_step != step or not 0 <= at - chosen_at < WEEKLY_REUSE:
         return None
     return order
