@@ -261,8 +261,12 @@ def _cpu_seconds() -> tuple[float, float]:
 def serve(count: int, cycles: int) -> None:
     """``forecaster run`` on ``count`` series: time to serve them all, each cycle's time, RSS, scrape latency.
 
-    ``retrain_every`` is a minute, so each cycle after the first starts as soon
-    as the one before ends (APScheduler coalesces the missed runs). Memory is
+    ``retrain_every`` is a minute, so each cycle after the first starts a
+    minute after the one before, or as soon as it ends if it took longer
+    (APScheduler coalesces the missed runs). A cycle has ended once the
+    service has counted ``count`` more fits and set the cycle's duration
+    (``forecaster_last_success_timestamp_seconds`` is the fit time, on the
+    step grid, so it does not move for cycles within one step). Memory is
     the peak over time of the whole process tree's RSS (the service, its fork
     server and fit workers, their Stan solvers), sampled every half second,
     as is the latency of ``/metrics``.
@@ -289,7 +293,7 @@ def serve(count: int, cycles: int) -> None:
         started = time.monotonic()
         served_after: float | None = None
         durations: list[float] = []
-        last_fit = 0.0
+        last_duration = None
         peak_mb, slowest_scrape = 0.0, 0.0
         try:
             while len(durations) < cycles:
@@ -302,10 +306,11 @@ def serve(count: int, cycles: int) -> None:
                 slowest_scrape = max(slowest_scrape, time.perf_counter() - t0)
                 if served_after is None and samples.get('forecaster_series{forecast="bench"}', 0) >= count:
                     served_after = time.monotonic() - started
-                fit = samples.get('forecaster_last_success_timestamp_seconds{forecast="bench"}', 0.0)
-                if fit > last_fit:
-                    last_fit = fit
-                    durations.append(samples['forecaster_cycle_duration_seconds{forecast="bench"}'])
+                fits = samples.get('forecaster_fit_duration_seconds_count{forecast="bench"}', 0.0)
+                duration = samples.get('forecaster_cycle_duration_seconds{forecast="bench"}')
+                if fits >= (len(durations) + 1) * count and duration is not None and duration != last_duration:
+                    last_duration = duration
+                    durations.append(duration)
                     print(f"cycle {len(durations)}: {durations[-1]:.0f}s", flush=True)
                 time.sleep(0.5)
         finally:
