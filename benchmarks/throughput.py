@@ -12,7 +12,8 @@ Each side's forecast for the following day is scored against the generator's val
 Then the first ``--profile`` series are fitted in this process, plain Prophet
 and forecaster's fit (cold, then warm-started on the next step's history) on
 the same data, for each fit's CPU time (series per core-hour) and its split
-between Stan's own process and everything else.
+between the solver (Stan's own process, or ``exact_map``'s solve) and
+everything else.
 
     python benchmarks/throughput.py --series 60      # --profile 0: without the in-process fits
     python benchmarks/throughput.py --serve 500     # `forecaster run` on 500 series: cycles, RSS of the tree, scrapes
@@ -197,11 +198,12 @@ def throughput(count: int, profiled: int) -> None:
     print(f"\nwarm vs cold: {cold.seconds / warm.seconds:.2f}x faster")
     print("MAE is relative to each series' base level, averaged over series and the next day's steps.")
     if profiled:
-        stan_share(series[:profiled], end)
+        solver_share(series[:profiled], end)
 
 
-def stan_share(series: list[tuple[dict[str, str], Signal, int]], end: float) -> None:
-    """Per fit, in this process: CPU in Stan's own process (a child of this one) and in everything else.
+def solver_share(series: list[tuple[dict[str, str], Signal, int]], end: float) -> None:
+    """Per fit, in this process: CPU in the solver (Stan's own process, a child of this one, or the exact solve) and
+    in everything else.
 
     Each fit gets the data the service would have pulled: 14 days at 5m up
     to ``end``, and for the warm-started fit the same window a step later,
@@ -210,6 +212,7 @@ def stan_share(series: list[tuple[dict[str, str], Signal, int]], end: float) -> 
     from plain_loop import fit_and_predict
 
     from forecaster.config import parse
+    from forecaster.model import exact_map
     from forecaster.model.fit import fit_predict
     from forecaster.model.prophet import load_prophet
 
@@ -219,37 +222,53 @@ def stan_share(series: list[tuple[dict[str, str], Signal, int]], end: float) -> 
     times = grid(end, HISTORY, STEP)
     later = times + STEP
     totals = {"plain loop": [0.0, 0.0], "forecaster (cold)": [0.0, 0.0], "forecaster (warm)": [0.0, 0.0]}
+    solve = exact_map.solve
+    solving = [0.0]
+
+    def timed_solve(data, init):
+        start = time.process_time()
+        try:
+            return solve(data, init)
+        finally:
+            solving[0] += time.process_time() - start
+
+    exact_map.solve = timed_solve
     for _, sig, seed in series:
         values = sig.sample(times, seed)
         next_values = np.concatenate((values[1:], sig.sample(later[-1:], seed + 1)))
         with _Cpu(totals["plain loop"]):
             fit_and_predict(prophet, pd.DataFrame({"ds": pd.to_datetime(times, unit="s"), "y": values}), HORIZON, STEP)
-        with _Cpu(totals["forecaster (cold)"]):
+        with _Cpu(totals["forecaster (cold)"], solving):
             params = fit_predict(times, values, end, spec).params
-        with _Cpu(totals["forecaster (warm)"]):
+        with _Cpu(totals["forecaster (warm)"], solving):
             fit_predict(later, next_values, end + STEP, spec, params)
-    print(f"\nper fit, in one process, over {len(series)} series (CPU time; Stan: its own process)")
-    print(f"{'':<20}{'CPU ms':>9}{'series/core-h':>15}{'Stan ms':>9}{'in Stan':>9}")
-    for name, (total, stan) in totals.items():
-        per_fit, stan_per_fit = total / len(series), stan / len(series)
-        print(
-            f"{name:<20}{1000 * per_fit:>9.0f}{3600 / per_fit:>15,.0f}{1000 * stan_per_fit:>9.0f}{stan / total:>9.0%}"
-        )
+    exact_map.solve = solve
+    print(f"\nper fit, in one process, over {len(series)} series (CPU time; solver: Stan's process or the exact solve)")
+    print(f"{'':<20}{'CPU ms':>9}{'series/core-h':>15}{'solver ms':>11}{'in solver':>11}")
+    for name, (total, solver) in totals.items():
+        per_fit, solver_ms = total / len(series), 1000 * solver / len(series)
+        print(f"{name:<20}{1000 * per_fit:>9.0f}{3600 / per_fit:>15,.0f}{solver_ms:>11.0f}{solver / total:>11.0%}")
 
 
 class _Cpu:
-    """Adds the CPU seconds spent in the block to ``total``: all of them, and those of child processes (Stan's)."""
+    """Adds the CPU seconds spent in the block to ``total``: all of them, and the solver's.
 
-    def __init__(self, total: list[float]):
+    The solver's are those of child processes (Stan's) and what ``solving``
+    (a counter the exact solve adds its own CPU to) grew by.
+    """
+
+    def __init__(self, total: list[float], solving: list[float] | None = None):
         self._total = total
+        self._solving = solving if solving is not None else [0.0]
 
     def __enter__(self) -> None:
         self._start = _cpu_seconds()
+        self._solved = self._solving[0]
 
     def __exit__(self, *exc: object) -> None:
         own, children = (now - before for now, before in zip(_cpu_seconds(), self._start, strict=True))
         self._total[0] += own + children
-        self._total[1] += children
+        self._total[1] += children + self._solving[0] - self._solved
 
 
 def _cpu_seconds() -> tuple[float, float]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
+import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,6 +26,16 @@ from forecaster.exporter import ForecastCollector
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def public_file(name: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """A public file's unix seconds, values and median step; the test is skipped where ``../shared/data`` lacks it."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is missing; the public files sit in ../shared/data beside the repository")
+    frame = pd.read_csv(path)
+    ts = pd.to_datetime(frame.iloc[:, 0]).to_numpy(dtype="datetime64[s]").astype(np.int64).astype(np.float64)
+    return ts, frame.iloc[:, 1].to_numpy(dtype=np.float64), float(np.median(np.diff(ts)))
 
 
 def history(labels: dict[str, str], signal_: Signal, *, span: float, step: float, seed: int = 0) -> TimeSeries:

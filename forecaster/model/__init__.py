@@ -6,7 +6,8 @@
     seasonality.py    which seasonalities a series gets (weekly only when it repeats), Prophet's options
     stan_json.py      a faster writer for the JSON files Stan reads its data and initial values from
     stan_design.py    what Prophet's fit hands Stan, built with numpy; the curves its parameters describe
-    stan_optimize.py  Prophet's compiled Stan model run on those arrays, as Prophet's backend runs it
+    exact_map.py      Prophet's MAP fit of an additive model solved exactly on those arrays, with numpy
+    stan_optimize.py  the fit on those arrays: exact_map's answer, or Prophet's Stan model run as its backend runs it
     prophet.py        driving Prophet: the fit (warm-started, lean where it can be), its curves read back
     trend.py          how the trend continues past the history, how it was known at each past point, how its rate varied
     correction.py     the residual carried forward, the recent level as a competitor, per lead time

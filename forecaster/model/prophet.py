@@ -6,8 +6,9 @@ parameters when they fit this model's shape (Prophet's documented warm
 start; several times faster). The models this service builds by default (a
 linear or flat trend, Fourier seasonalities, no simulated band) skip
 Prophet's data frames: ``stan_design`` builds the arrays Prophet would hand
-Stan, and ``stan_optimize`` runs Prophet's compiled Stan model on them as
-Prophet's backend does. Events, holidays and Prophet's own band go
+Stan, and ``stan_optimize`` solves Prophet's model on them (exactly with
+numpy where it can, otherwise with Prophet's compiled Stan model as
+Prophet's backend runs it). Events, holidays and Prophet's own band go
 through ``Prophet.fit``. Prophet is imported lazily and once, with its log
 noise turned down, so that importing this module costs nothing.
 """

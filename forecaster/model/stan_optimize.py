@@ -1,6 +1,8 @@
-"""Prophet's MAP fit on ``stan_design``'s arrays: its compiled Stan model, run as its backend runs it.
+"""Prophet's MAP fit on ``stan_design``'s arrays: solved exactly, or by its compiled Stan model as its backend runs it.
 
-The same initial values, warm start, algorithm (Newton below 100 points,
+``exact_map`` solves the additive models (all the defaults build) exactly;
+Prophet's Stan model solves the rest, and any that solve leaves unsettled,
+with the same initial values, warm start, algorithm (Newton below 100 points,
 L-BFGS otherwise), iteration limit and fallback to Newton as
 ``CmdStanPyBackend.fit``, and the same parameters back, shaped (1, n) as
 Prophet keeps them. The model's executable is run directly rather than
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.model import stan_json
+from forecaster.model import exact_map, stan_json
 from forecaster.model.stan_design import StanInput
 
 # Prophet's backend (``CmdStanPyBackend.fit``): Newton on short series, L-BFGS otherwise, for at most this many steps.
@@ -64,7 +66,7 @@ def optimize(inputs: StanInput, warm: dict[str, Any] | None, timeout: float | No
         values = {**inputs.init, "sigma_obs": 1e-9}
     else:
         init = _initial_values(inputs.init, compatible_init(len(inputs.init["delta"]), warm))
-        values = _run(inputs.data, init, timeout)
+        values = exact_map.solve(inputs.data, init) or _run(inputs.data, init, timeout)
     params = {name: np.asarray(value, dtype=np.float64).reshape((1, -1)) for name, value in values.items()}
     if not inputs.changepoints:
         # As Prophet does: with no changepoints, the one dummy rate change folds into the base rate.

@@ -1,4 +1,7 @@
-"""Running Prophet's Stan model directly: its failures, its timeout, and the files it leaves (none)."""
+"""Running Prophet's Stan model directly: its failures, its timeout, and the files it leaves (none).
+
+The model here has multiplicative seasonality, which ``exact_map`` leaves to Stan.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,12 @@ from devtools.synthetic import Signal
 from forecaster.model import stan_design, stan_optimize
 from forecaster.model.seasonality import DAY
 
-OPTIONS = {"daily_seasonality": True, "weekly_seasonality": False, "uncertainty_samples": 0}
+OPTIONS = {
+    "daily_seasonality": True,
+    "weekly_seasonality": False,
+    "seasonality_mode": "multiplicative",
+    "uncertainty_samples": 0,
+}
 
 
 def _inputs(days: float, step: float) -> stan_design.StanInput:

@@ -1,0 +1,122 @@
+"""The exact MAP solve is Prophet's model: Stan, started at its answer, stays there, and nowhere scores higher."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from devtools.synthetic import Signal
+from forecaster.model import exact_map, stan_design, stan_optimize
+from forecaster.model.cleaning import prepare
+from forecaster.model.options import FitSpec
+from forecaster.model.seasonality import DAY, prophet_options
+from tests.helpers import public_file
+
+_T0 = 1_700_000_000.0
+_SHAPES = {
+    "5m": (_T0 + np.arange(0, 15 * DAY, 300.0), Signal(base=300, daily=60, weekly=25, trend_per_day=4, noise=5)),
+    "noisy": (_T0 + np.arange(0, 14 * DAY, 300.0), Signal(base=5, daily=0.1, noise=2)),
+    "short": (_T0 + np.arange(0, 60 * 3600.0, 3600.0), Signal(base=5, daily=2, noise=0.3)),
+    "daily": (1_600_000_000.0 + np.arange(0, 3 * 365 * DAY, DAY), Signal(base=-20, weekly=3, noise=1)),
+}
+_OPTIONS = {
+    "defaults": {},
+    "service": {"daily_seasonality": True, "weekly_seasonality": 14, "changepoint_range": 0.9},
+    "flat": {"growth": "flat", "weekly_seasonality": False},
+    "minmax": {"scaling": "minmax", "changepoint_prior_scale": 0.5, "n_changepoints": 7},
+    "bare": {"daily_seasonality": False, "weekly_seasonality": False, "yearly_seasonality": False, "n_changepoints": 0},
+}
+
+
+def _curve(inputs: stan_design.StanInput, params: dict) -> np.ndarray:
+    """The fitted curve over the history and a fifth of its span beyond, in the scaled units Stan sees."""
+    terms = inputs.terms
+    times = terms.start + terms.t_scale * np.concatenate((inputs.data["t"], 1 + np.linspace(0, 0.2, 200)))
+    shaped = {name: np.asarray(value, dtype=np.float64).reshape(1, -1) for name, value in params.items()}
+    trend, rest = terms.components(shaped, times)
+    return (trend + rest) / terms.y_scale
+
+
+def _assert_exact(inputs: stan_design.StanInput) -> None:
+    cold = exact_map.solve(inputs.data, inputs.init)
+    assert cold is not None
+    from_prophets_init = stan_optimize._run(inputs.data, inputs.init, None)
+    # Where L-BFGS stopped from Prophet's initial values scores no higher than the exact answer (on a 14-day series it
+    # stopped 0.03-67 lower), so the answer is at least as good a fit of Prophet's model.
+    lp = exact_map.log_posterior(inputs.data, cold)
+    assert lp >= exact_map.log_posterior(inputs.data, from_prophets_init) - 1e-9 * abs(lp)
+    # Stan started at the answer finds nothing better and ends where it started: its own optimality test agrees.
+    start = {**cold, **{name: float(cold[name][0]) for name in ("k", "m", "sigma_obs")}}
+    confirmed = stan_optimize._run(inputs.data, start, None)
+    np.testing.assert_allclose(_curve(inputs, confirmed), _curve(inputs, cold), rtol=0, atol=1e-5)
+    assert exact_map.log_posterior(inputs.data, confirmed) <= lp + 1e-9 * abs(lp)
+    # A warm start (the previous fit's active changepoints) reaches the same answer.
+    warm = exact_map.solve(inputs.data, {**start, "delta": from_prophets_init["delta"]})
+    assert warm is not None
+    np.testing.assert_allclose(_curve(inputs, warm), _curve(inputs, cold), rtol=0, atol=1e-7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", list(_SHAPES))
+@pytest.mark.parametrize("options", list(_OPTIONS))
+def test_the_exact_answer_is_prophets_optimum(shape, options):
+    times, signal = _SHAPES[shape]
+    keep = np.random.default_rng(3).random(len(times)) > 0.1
+    times, y = times[keep], signal.sample(times, 4)[keep]
+    inputs = stan_design.stan_input(times, y, {**_OPTIONS[options], "uncertainty_samples": 0})
+    assert inputs is not None
+    _assert_exact(inputs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["nab_ec2_cpu_utilization_825cc2.csv", "nab_rds_cpu_utilization_e47b3b.csv", "nab_nyc_taxi.csv"]
+)
+def test_the_exact_answer_is_prophets_optimum_on_public_files(name):
+    ts, ys, step = public_file(name)
+    keep = ts >= ts[-1] - 14 * DAY
+    spec = FitSpec(step=step, horizon=DAY, interval_width=0.8, min_points=10)
+    prepared = prepare(ts[keep], ys[keep], spec)
+    observed = np.isfinite(prepared.y)
+    inputs = stan_design.stan_input(prepared.grid[observed], prepared.y[observed], prophet_options(prepared, spec))
+    assert inputs is not None
+    _assert_exact(inputs)
+
+
+def _inputs(**options) -> stan_design.StanInput:
+    t = _T0 + np.arange(0, 3 * DAY, 600.0)
+    y = Signal(base=50, daily=10, noise=1).sample(t, 2)
+    inputs = stan_design.stan_input(t, y, {**options, "uncertainty_samples": 0})
+    assert inputs is not None
+    return inputs
+
+
+def test_multiplicative_seasonality_is_left_to_stan():
+    assert exact_map.solve(_inputs(seasonality_mode="multiplicative").data, _inputs().init) is None
+
+
+def test_a_model_with_hundreds_of_changepoints_is_left_to_stan():
+    inputs = _inputs(n_changepoints=300)
+    assert inputs.data["S"] == 300
+    assert exact_map.solve(inputs.data, inputs.init) is None
+
+
+def test_a_solve_that_does_not_settle_is_left_to_stan(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(exact_map, "_MIN_STEPS", 1)
+    monkeypatch.setattr(exact_map, "_STEPS_PER_CHANGEPOINT", 0)
+    inputs = _inputs(daily_seasonality=True)
+    assert exact_map.solve(inputs.data, inputs.init) is None
+    ran = []
+    real = stan_optimize._run
+    monkeypatch.setattr(stan_optimize, "_run", lambda *args: ran.append(args) or real(*args))
+    params = stan_optimize.optimize(inputs, None, None)
+    assert len(ran) == 1 and np.isfinite(params["beta"]).all()
+
+
+def test_a_fit_is_solved_without_stan_where_it_can_be(monkeypatch: pytest.MonkeyPatch):
+    def no_stan(*args):
+        raise AssertionError("Stan ran for a model the exact solve covers")
+
+    monkeypatch.setattr(stan_optimize, "_run", no_stan)
+    params = stan_optimize.optimize(_inputs(daily_seasonality=True), None, None)
+    assert params["delta"].shape[0] == 1 and params["sigma_obs"][0, 0] > 0
