@@ -42,6 +42,17 @@ SHUTDOWN_GRACE = 3.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Importing the config's validators, numpy and the service allocates hundreds of thousands of objects, none of
+    # them garbage, and each allocation threshold crossed runs a collection over them all. Collection resumes once
+    # they are in place (``_service``, or in ``_main`` for the commands without one), frozen out of later collections.
+    gc.disable()
+    try:
+        return _main(argv)
+    finally:
+        gc.enable()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -77,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_INVALID
     if fits_here and not local_workers(config):
         stop_fork_server()
+    if args.handler not in (_run, _forecast) or getattr(args, "at", None):
+        gc.enable()
     try:
         command: int = args.handler(config, args)
         # Leaving, the interpreter collects garbage over every object it holds; with the config's validators, numpy
@@ -231,7 +244,10 @@ def _service(config: Config) -> Service:
     from forecaster.service import Service
 
     disable_created_metrics()  # type: ignore[no-untyped-call]
-    return Service(config)
+    service = Service(config)
+    gc.freeze()
+    gc.enable()
+    return service
 
 
 def _forecast_at(config: Config, forecasts: list[Forecast], times: list[float], fmt: str, full: bool) -> int:

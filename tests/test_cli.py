@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import re
 import subprocess
 import sys
@@ -59,6 +60,16 @@ def test_forecast_unknown_name_is_a_config_error(tmp_path, capsys, fmt):
     path.write_text("prometheus: {url: http://127.0.0.1:1}\nforecasts: [{name: a, query: up}]\n")
     assert main(["forecast", "-c", str(path), "--name", "b", "--format", fmt]) == 2
     assert "no forecast named 'b'" in capsys.readouterr().err
+
+
+def test_garbage_collection_is_back_on_after_a_command_that_stopped_early(tmp_path):
+    # The command holds collection off while it imports; one that ends before building its service must not leave
+    # it off in the process that called it.
+    path = tmp_path / "c.yml"
+    path.write_text("prometheus: {url: http://127.0.0.1:1}\nforecasts: [{name: a, query: up}]\n")
+    assert main(["forecast", "-c", str(path), "--name", "b"]) == 2
+    assert main(["check", "-c", str(tmp_path / "nope.yml")]) == 2
+    assert gc.isenabled()
 
 
 @pytest.mark.parametrize("command", ["run", "forecast"])
