@@ -88,7 +88,7 @@ def _main(argv: Sequence[str] | None) -> int:
             return EXIT_INVALID
     if fits_here and not local_workers(config):
         stop_fork_server()
-    if args.handler not in (_run, _forecast) or getattr(args, "at", None):
+    if not fits_here:
         gc.enable()
     try:
         command: int = args.handler(config, args)

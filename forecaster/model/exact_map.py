@@ -51,20 +51,12 @@ def solve(data: dict[str, Any], init: dict[str, Any]) -> dict[str, np.ndarray] |
     """
     if data["trend_indicator"] not in (_LINEAR, _FLAT) or np.any(np.asarray(data["s_m"]) != 0):
         return None
-    t = np.asarray(data["t"], dtype=np.float64)
     y = np.asarray(data["y"], dtype=np.float64)
-    changepoints = np.asarray(data["t_change"], dtype=np.float64)
-    x = np.asarray(data["X"], dtype=np.float64)
-    n, s, k = len(t), len(changepoints), x.shape[1]
+    n, s, k = len(y), len(data["t_change"]), np.shape(data["X"])[1]
     tau = float(data["tau"])
     if tau <= 0 or 2 + s + k > _MAX_TERMS:
         return None
-    design = np.zeros((n, 2 + s + k))
-    design[:, 1] = 1.0
-    if data["trend_indicator"] == _LINEAR:
-        design[:, 0] = t
-        design[:, 2 : 2 + s] = np.maximum(t[:, None] - changepoints[None, :], 0.0)
-    design[:, 2 + s :] = x * np.asarray(data["s_a"], dtype=np.float64)[None, :]
+    design = _design(data)
     precision = np.concatenate(
         ([_TREND_PRIOR_PRECISION, _TREND_PRIOR_PRECISION], np.zeros(s), 1 / np.asarray(data["sigmas"], float) ** 2)
     )
@@ -113,22 +105,34 @@ def solve(data: dict[str, Any], init: dict[str, Any]) -> dict[str, np.ndarray] |
     return None
 
 
-def log_posterior(data: dict[str, Any], params: dict[str, Any]) -> float:
-    """Prophet's log posterior (Stan's ``lp__`` up to a constant) of an additive model's parameters on ``data``."""
+def _design(data: dict[str, Any]) -> np.ndarray:
+    """The fit's columns in parameter order: k's (t), m's (1), each rate change's, each additive Fourier term's.
+
+    A rate change adds ``delta * (t - changepoint)`` from its changepoint on
+    (Prophet's ``linear_trend``); under a flat trend only m's column is not zero.
+    """
     t = np.asarray(data["t"], dtype=np.float64)
     changepoints = np.asarray(data["t_change"], dtype=np.float64)
+    x = np.asarray(data["X"], dtype=np.float64)
+    s = len(changepoints)
+    design = np.zeros((len(t), 2 + s + x.shape[1]))
+    design[:, 1] = 1.0
+    if data["trend_indicator"] == _LINEAR:
+        design[:, 0] = t
+        design[:, 2 : 2 + s] = np.maximum(t[:, None] - changepoints[None, :], 0.0)
+    design[:, 2 + s :] = x * np.asarray(data["s_a"], dtype=np.float64)[None, :]
+    return design
+
+
+def log_posterior(data: dict[str, Any], params: dict[str, Any]) -> float:
+    """Prophet's log posterior (Stan's ``lp__`` up to a constant) of an additive model's parameters on ``data``."""
     k, m = float(np.ravel(params["k"])[0]), float(np.ravel(params["m"])[0])
     delta = np.ravel(np.asarray(params["delta"], dtype=np.float64))
     beta = np.ravel(np.asarray(params["beta"], dtype=np.float64))
     sigma = float(np.ravel(params["sigma_obs"])[0])
-    if data["trend_indicator"] == _LINEAR:
-        trend = k * t + m + np.maximum(t[:, None] - changepoints[None, :], 0.0) @ delta
-    else:
-        trend = np.full(len(t), m)
-    fitted = trend + (np.asarray(data["X"], dtype=np.float64) * np.asarray(data["s_a"], dtype=np.float64)) @ beta
-    residual = np.asarray(data["y"], dtype=np.float64) - fitted
+    residual = np.asarray(data["y"], dtype=np.float64) - _design(data) @ np.concatenate(([k, m], delta, beta))
     return -float(
-        len(t) * np.log(sigma)
+        len(residual) * np.log(sigma)
         + residual @ residual / (2 * sigma**2)
         + _SIGMA_PRIOR * sigma**2
         + _TREND_PRIOR_PRECISION * (k**2 + m**2) / 2
