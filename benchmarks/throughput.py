@@ -233,13 +233,19 @@ def solver_share(series: list[tuple[dict[str, str], Signal, int]], end: float) -
             solving[0] += time.process_time() - start
 
     exact_map.solve = timed_solve
+    histories = []
     for _, sig, seed in series:
         values = sig.sample(times, seed)
-        next_values = np.concatenate((values[1:], sig.sample(later[-1:], seed + 1)))
+        histories.append((values, np.concatenate((values[1:], sig.sample(later[-1:], seed + 1)))))
+    # One kind of fit after another over all the series, as a fit worker takes one forecast's series in turn.
+    for values, _ in histories:
         with _Cpu(totals["plain loop"]):
             fit_and_predict(prophet, pd.DataFrame({"ds": pd.to_datetime(times, unit="s"), "y": values}), HORIZON, STEP)
+    fitted = []
+    for values, _ in histories:
         with _Cpu(totals["forecaster (cold)"], solving):
-            params = fit_predict(times, values, end, spec).params
+            fitted.append(fit_predict(times, values, end, spec).params)
+    for (_, next_values), params in zip(histories, fitted, strict=True):
         with _Cpu(totals["forecaster (warm)"], solving):
             fit_predict(later, next_values, end + STEP, spec, params)
     exact_map.solve = solve

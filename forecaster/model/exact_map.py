@@ -56,11 +56,11 @@ def solve(data: dict[str, Any], init: dict[str, Any]) -> dict[str, np.ndarray] |
     tau = float(data["tau"])
     if tau <= 0 or 2 + s + k > _MAX_TERMS:
         return None
-    design = _design(data)
+    design, gram = _last_design.design(data)
     precision = np.concatenate(
         ([_TREND_PRIOR_PRECISION, _TREND_PRIOR_PRECISION], np.zeros(s), 1 / np.asarray(data["sigmas"], float) ** 2)
     )
-    gram, moment, yy = design.T @ design, design.T @ y, float(y @ y)
+    moment, yy = design.T @ y, float(y @ y)
     signs = np.sign(np.asarray(init["delta"], dtype=np.float64)) if data["trend_indicator"] == _LINEAR else np.zeros(s)
     sigma = float(init["sigma_obs"])
     for _ in range(_MIN_STEPS + _STEPS_PER_CHANGEPOINT * s):
@@ -122,6 +122,46 @@ def _design(data: dict[str, Any]) -> np.ndarray:
         design[:, 2 : 2 + s] = np.maximum(t[:, None] - changepoints[None, :], 0.0)
     design[:, 2 + s :] = x * np.asarray(data["s_a"], dtype=np.float64)[None, :]
     return design
+
+
+class _LastDesign:
+    """The last fit's design and its Gram matrix, used again by a fit with the same columns.
+
+    The design depends on the history's times alone (scaled time,
+    changepoints, Fourier features), not on its values, and a forecast's
+    series share their query's grid: on a 14-day, 5-minute history building
+    the design and its Gram matrix is most of the solve (1.6 of 2.2 ms), and
+    a fit worker fitting one forecast's series in turn needs it once.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[tuple[Any, ...], np.ndarray, np.ndarray] | None = None
+
+    def design(self, data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        key = (
+            data["trend_indicator"],
+            np.asarray(data["t"], dtype=np.float64),
+            np.asarray(data["t_change"], dtype=np.float64),
+            np.asarray(data["s_a"], dtype=np.float64),
+            np.asarray(data["X"], dtype=np.float64),
+        )
+        last = self._last
+        if last is not None and _same(last[0], key):
+            return last[1], last[2]
+        design = _design(data)
+        gram = design.T @ design
+        design.flags.writeable = gram.flags.writeable = False
+        # A read-only array (``stan_design``'s shared features) stays as it is, and is recognised by identity.
+        kept = tuple(part.copy() if isinstance(part, np.ndarray) and part.flags.writeable else part for part in key)
+        self._last = (kept, design, gram)
+        return design, gram
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return a[0] == b[0] and all(x is y or np.array_equal(x, y) for x, y in zip(a[1:], b[1:], strict=True))
+
+
+_last_design = _LastDesign()
 
 
 def log_posterior(data: dict[str, Any], params: dict[str, Any]) -> float:

@@ -148,7 +148,7 @@ def stan_input(times: np.ndarray, y: np.ndarray, options: dict[str, Any]) -> Sta
     changepoints_t = _changepoints_t(t, int(opts["n_changepoints"]), float(opts["changepoint_range"]))
     seasonalities = _seasonalities(times, opts)
     if seasonalities:
-        x = fourier_features(times, seasonalities)
+        x = _grid_features(times, tuple(seasonalities))
         sigmas = [s.prior_scale for s in seasonalities for _ in range(2 * s.order)]
         additive = additive_columns(seasonalities).astype(np.int64)
         multiplicative = 1 - additive
@@ -235,6 +235,34 @@ def fourier_features(times: np.ndarray, seasonalities: tuple[Seasonality, ...] |
             block[:, 2 * i + 1] = np.cos(c)
         columns.append(block)
     return np.hstack(columns)
+
+
+class _LastGrid:
+    """The last history's times and Fourier features, handed out again for a history on the same times.
+
+    A forecast's series come from one range query, so they share its grid
+    (all of them, unless samples are missing), and a fit worker fits them one
+    after another: computing the features once per grid instead of once per
+    series saves a tenth of a warm fit. The arrays are read-only, so a caller
+    cannot change what the next fit receives; the entry is replaced whole, so
+    threads fitting side by side (``workers: 0``) each see one consistent entry.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[np.ndarray, tuple[Seasonality, ...], np.ndarray] | None = None
+
+    def features(self, times: np.ndarray, seasonalities: tuple[Seasonality, ...]) -> np.ndarray:
+        last = self._last
+        if last is not None and last[1] == seasonalities and np.array_equal(last[0], times):
+            return last[2]
+        features = fourier_features(times, seasonalities)
+        kept = np.array(times, dtype=np.float64)
+        kept.flags.writeable = features.flags.writeable = False
+        self._last = (kept, seasonalities, features)
+        return features
+
+
+_grid_features = _LastGrid().features
 
 
 def additive_columns(seasonalities: tuple[Seasonality, ...] | list[Seasonality]) -> np.ndarray:

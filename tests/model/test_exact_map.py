@@ -120,3 +120,62 @@ def test_a_fit_is_solved_without_stan_where_it_can_be(monkeypatch: pytest.Monkey
     monkeypatch.setattr(stan_optimize, "_run", no_stan)
     params = stan_optimize.optimize(_inputs(daily_seasonality=True), None, None)
     assert params["delta"].shape[0] == 1 and params["sigma_obs"][0, 0] > 0
+
+
+def _fresh_solve(monkeypatch: pytest.MonkeyPatch, inputs: stan_design.StanInput) -> dict:
+    """The solve with nothing remembered from earlier fits."""
+    with monkeypatch.context() as patched:
+        patched.setattr(exact_map, "_last_design", exact_map._LastDesign())
+        params = exact_map.solve(inputs.data, inputs.init)
+    assert params is not None
+    return params
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        {},
+        {"n_changepoints": 10},
+        {"changepoint_range": 0.5},
+        {"growth": "flat"},
+        {"weekly_seasonality": 3},
+        {"daily_seasonality": 2},
+    ],
+    ids=["same model", "fewer changepoints", "other range", "flat", "weekly terms", "fewer daily terms"],
+)
+def test_a_fit_on_the_same_grid_reuses_the_design_and_gets_the_same_answer(monkeypatch: pytest.MonkeyPatch, second):
+    # A forecast's series share their query's grid; the next series' fit must not inherit anything but the columns.
+    times = _T0 + np.arange(0, 4 * DAY, 300.0)
+    base = {"daily_seasonality": True, "uncertainty_samples": 0}
+    first = stan_design.stan_input(times, Signal(base=50, daily=10, noise=1).sample(times, 1), base)
+    other = stan_design.stan_input(
+        times, Signal(base=-3, daily=1, trend_per_day=2, noise=0.5).sample(times, 2), {**base, **second}
+    )
+    assert first is not None and other is not None
+    assert exact_map.solve(first.data, first.init) is not None
+    params = exact_map.solve(other.data, other.init)
+    assert params is not None
+    for name, value in _fresh_solve(monkeypatch, other).items():
+        np.testing.assert_array_equal(params[name], value, err_msg=name)
+    # The same model on the same times shares one feature matrix, which no caller can change.
+    if not second:
+        assert other.data["X"] is first.data["X"]
+        with pytest.raises(ValueError, match="read-only"):
+            other.data["X"][0, 0] = 1.0
+
+
+def test_a_fit_on_other_times_builds_its_own_design(monkeypatch: pytest.MonkeyPatch):
+    times = _T0 + np.arange(0, 4 * DAY, 300.0)
+    signal = Signal(base=50, daily=10, trend_per_day=3, noise=1)
+    options = {"daily_seasonality": True, "uncertainty_samples": 0}
+    whole = stan_design.stan_input(times, signal.sample(times, 1), options)
+    # One sample missing, as when a scrape failed: same length of history, other times.
+    gappy_times = np.delete(_T0 + np.arange(0, 4 * DAY + 300.0, 300.0), 500)
+    gappy = stan_design.stan_input(gappy_times, signal.sample(gappy_times, 1), options)
+    assert whole is not None and gappy is not None and len(gappy_times) == len(times)
+    assert gappy.data["X"] is not whole.data["X"]
+    assert exact_map.solve(whole.data, whole.init) is not None
+    params = exact_map.solve(gappy.data, gappy.init)
+    assert params is not None
+    for name, value in _fresh_solve(monkeypatch, gappy).items():
+        np.testing.assert_array_equal(params[name], value, err_msg=name)
