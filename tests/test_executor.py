@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from devtools.synthetic import Signal, grid
+from forecaster import executor as executor_module
 from forecaster.errors import SkipReason, Stopped
 from forecaster.executor import FitTask, InlineExecutor, LocalExecutor
 from forecaster.model.options import FitSpec
@@ -83,6 +84,59 @@ def test_a_hanging_fit_is_killed_at_the_timeout(pool):
     assert time.monotonic() - started < 30
     assert outcomes[0].reason == SkipReason.FIT_TIMEOUT and "fit_timeout" in outcomes[0].detail
     assert outcomes[1].result is not None and outcomes[2].result is not None
+
+
+class _SlowsWorker:
+    """Unpickling this takes 0.8 s and gives no warm start: a fit that takes most of a short fit_timeout."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (time.sleep, (0.8,))
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The indexes of each batch the pool sends, in order."""
+    sent: list[list[int]] = []
+    real = executor_module._Worker.assign
+
+    def assign(self, tasks, timeout):  # type: ignore[no-untyped-def]
+        sent.append([task.index for task in tasks])
+        real(self, tasks, timeout)
+
+    monkeypatch.setattr(executor_module._Worker, "assign", assign)
+    return sent
+
+
+def test_a_worker_gets_shrinking_batches_and_one_that_kills_it_costs_only_its_series(batches):
+    pool = LocalExecutor(workers=1, fit_timeout=5)
+    try:
+        tasks = [_constant(i, float(i), warm=_KillsWorker() if i == 2 else None) for i in range(8)]
+        outcomes = {o.index: o for o in pool.run(tasks, threading.Event())}
+    finally:
+        pool.close()
+    # Half of what is left per worker, then less: the killer was third in the first batch.
+    assert batches[0] == [0, 1, 2, 3]
+    assert outcomes[2].reason == SkipReason.FIT_FAILED and "died" in outcomes[2].detail
+    assert {i: outcomes[i].result.frame.yhat[0] for i in range(8) if i != 2} == {
+        i: float(i) for i in range(8) if i != 2
+    }
+    assert batches[1][0] == 3, "the rest of the dead worker's batch goes to its replacement"
+
+
+def test_each_fit_of_a_batch_gets_the_whole_timeout_and_a_hung_one_costs_only_itself(batches):
+    pool = LocalExecutor(workers=1, fit_timeout=2)
+    try:
+        # Three fits of 0.8 s in one batch take longer than fit_timeout together, not one by one.
+        slow = [_constant(i, float(i), warm=_SlowsWorker()) for i in range(6)]
+        outcomes = {o.index: o for o in pool.run(slow, threading.Event())}
+        assert len(batches[0]) == 3
+        assert all(outcomes[i].result is not None for i in range(6))
+        hung = [_constant(i, float(i), warm=_HangsWorker() if i == 1 else None) for i in range(6)]
+        outcomes = {o.index: o for o in pool.run(hung, threading.Event())}
+    finally:
+        pool.close()
+    assert outcomes[1].reason == SkipReason.FIT_TIMEOUT
+    assert all(outcomes[i].result is not None for i in (0, 2, 3, 4, 5))
 
 
 def test_stop_abandons_running_fits_promptly(pool):
