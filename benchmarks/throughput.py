@@ -290,7 +290,9 @@ def serve(count: int, cycles: int) -> None:
     minute after the one before, or as soon as it ends if it took longer
     (APScheduler coalesces the missed runs). A cycle has ended once the
     service has counted ``count`` more fits and set the cycle's duration
-    (``forecaster_last_success_timestamp_seconds`` is the fit time, on the
+    (non-zero: it is exposed as 0 until the first cycle ends, which for 2,000
+    series is seconds after the last fit;
+    ``forecaster_last_success_timestamp_seconds`` is the fit time, on the
     step grid, so it does not move for cycles within one step). Memory is
     the peak over time of the whole process tree's RSS (the service, its fork
     server and fit workers, their Stan solvers), sampled every half second,
@@ -333,7 +335,7 @@ def serve(count: int, cycles: int) -> None:
                     served_after = time.monotonic() - started
                 fits = samples.get('forecaster_fit_duration_seconds_count{forecast="bench"}', 0.0)
                 duration = samples.get('forecaster_cycle_duration_seconds{forecast="bench"}')
-                if fits >= (len(durations) + 1) * count and duration is not None and duration != last_duration:
+                if fits >= (len(durations) + 1) * count and duration and duration != last_duration:
                     last_duration = duration
                     durations.append(duration)
                     print(f"cycle {len(durations)}: {durations[-1]:.0f}s", flush=True)
