@@ -37,10 +37,10 @@ from devtools.synthetic import demand
 from forecaster import asof
 from forecaster.backtest import SeriesReport, write_table
 from forecaster.config import parse
-from forecaster.duration import Duration
-from forecaster.model.fit import FitResult, fit_predict
+from forecaster.duration import DAY, Duration
+from forecaster.model.fit import fit_predict
+from forecaster.model.frame import FitResult
 from forecaster.model.options import FitSpec, ModelOptions
-from forecaster.model.seasonality import DAY
 from forecaster.prometheus import PrometheusSource
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,9 +18,9 @@ import numpy as np
 
 from forecaster import plot
 from forecaster.backtest import FitFunction, SeriesReport, choose_origins, evaluate_series
+from forecaster.duration import DAY
 from forecaster.errors import ConfigError, SeriesSkipped
 from forecaster.model.fit import fit_predict
-from forecaster.model.seasonality import DAY
 from forecaster.series import Series, SeriesSource, format_labels
 from forecaster.settings import Forecast
 from forecaster.state import ForecastState, SeriesState

@@ -20,11 +20,11 @@ from typing import TextIO
 
 import numpy as np
 
+from forecaster.duration import DAY, WEEK
 from forecaster.errors import SeriesSkipped
-from forecaster.model.fit import FitResult, fit_predict
-from forecaster.model.frame import Frame
+from forecaster.model.fit import fit_predict
+from forecaster.model.frame import FitResult, Frame
 from forecaster.model.options import FitSpec
-from forecaster.model.seasonality import DAY, WEEK
 from forecaster.series import finite
 from forecaster.skill import BASELINES, baselines, coverage, mae
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# In seconds, for the modules that reason in days and weeks; here so that they need not import the model for them.
+DAY = 86400.0
+WEEK = 7 * DAY
+
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _DURATION_RE = re.compile(r"^((\d+)(ms|s|m|h|d|w|y))+$")
 _DURATION_PART_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")

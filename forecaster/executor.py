@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from forecaster.config import Config
-    from forecaster.model.fit import FitResult
+    from forecaster.model.frame import FitResult
     from forecaster.model.options import FitSpec
 
 log = logging.getLogger(__name__)

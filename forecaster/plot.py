@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from forecaster.backtest import SeriesReport
+from forecaster.duration import DAY
 from forecaster.errors import MissingExtra
-from forecaster.model.seasonality import DAY
 from forecaster.series import finite
 
 

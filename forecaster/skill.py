@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from forecaster.duration import DAY, WEEK
 from forecaster.model.frame import Frame
-from forecaster.model.seasonality import DAY, WEEK
 from forecaster.series import finite
 
 BASELINES = ("last_value", "offset_1d", "offset_1w", "predict_linear_6h")

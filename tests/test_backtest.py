@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from forecaster.backtest import MODEL, Score, SeriesReport, choose_origins, naive_scale, summarize, write_table
-from forecaster.model.seasonality import DAY
+from forecaster.duration import DAY
 from forecaster.skill import BASELINES
 
 STEP = 300.0

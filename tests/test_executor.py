@@ -168,6 +168,35 @@ def test_the_fork_server_and_a_default_fit_load_neither_pandas_nor_cmdstanpy():
     assert result.stderr.strip() == "[]"
 
 
+def test_the_service_reads_a_fit_outcome_without_importing_the_model():
+    # The service's process unpickles every outcome; the model's code (and bottleneck) would cost it a tenth of a
+    # second of imports on a core the workers fit on, and it needs none of it.
+    fitted = (
+        "import pickle, sys\n"
+        "from devtools.synthetic import Signal, grid\n"
+        "from forecaster.executor import FitTask, execute\n"
+        "from forecaster.model.options import FitSpec\n"
+        "t = grid(1.8e9, 3 * 86400, 300)\n"
+        "spec = FitSpec(step=300, horizon=3600, interval_width=0.8, min_points=20)\n"
+        "outcome = execute(FitTask(0, t, Signal(noise=2).sample(t, 3), 1.8e9, spec, None))\n"
+        "assert outcome.result is not None, outcome.detail\n"
+        "sys.stdout.buffer.write(pickle.dumps(outcome))\n"
+    )
+    outcome = subprocess.run([sys.executable, "-c", fitted], capture_output=True, timeout=120, check=True).stdout
+    service = (
+        "import pickle, sys\n"
+        "import forecaster.service\n"
+        "outcome = pickle.loads(sys.stdin.buffer.read())\n"
+        "assert len(outcome.result.frame.yhat) == 13\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('forecaster.model.fit', 'forecaster.model.cleaning', "
+        "'forecaster.model.seasonality', 'bottleneck'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", service], input=outcome, capture_output=True, timeout=120, check=True
+    )
+    assert result.stdout.decode().strip() == "[]"
+
+
 @pytest.mark.slow
 def test_dask_cluster_gives_the_same_forecasts_as_the_local_pool(pool):
     distributed = pytest.importorskip("distributed")

@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from forecaster.config import parse
+from forecaster.duration import DAY, WEEK
 from forecaster.exporter import Board, SelfMetrics, SkillCollector
 from forecaster.model.frame import Frame
-from forecaster.model.seasonality import DAY, WEEK
 from forecaster.series import Series
 from forecaster.skill import Skill, baselines, coverage, mae, score_previous
 from forecaster.state import StateStore

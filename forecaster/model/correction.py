@@ -29,8 +29,8 @@ from typing import Any
 import bottleneck as bn
 import numpy as np
 
+from forecaster.duration import DAY, WEEK
 from forecaster.model.band import band_tail, quantiles_at
-from forecaster.model.seasonality import DAY, WEEK
 
 # A seasonal copy's past errors count this much more when it competes: one that merely ties on the history swaps a
 # smooth forecast for last period's noise and spells (chosen without it, the copy took nyc_taxi's earlier stretch,

@@ -10,12 +10,12 @@ in a worker process. A series that cannot be forecast raises
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
+from forecaster.duration import DAY
 from forecaster.errors import SeriesSkipped, SkipReason
 from forecaster.model import prophet
 from forecaster.model.cleaning import Prepared, bounds, prepare
@@ -30,20 +30,11 @@ from forecaster.model.correction import (
     seasonal_copies,
     slower_levels,
 )
-from forecaster.model.frame import Frame, frame_times
+from forecaster.model.frame import FitResult, Frame, frame_times
 from forecaster.model.options import FitSpec
-from forecaster.model.seasonality import DAY, kept_weekly_order, prophet_options, tests_weekly
+from forecaster.model.seasonality import kept_weekly_order, prophet_options, tests_weekly
 from forecaster.model.trend import LINE_SHARE, choose_trend, damp, rate_drift, trailing_line, trend_surprise
 from forecaster.series import finite
-
-
-@dataclass
-class FitResult:
-    frame: Frame
-    params: dict[str, Any]
-    points: int
-    # What the defaults decided for this series, for logs and the backtest.
-    choices: dict[str, Any] = field(default_factory=dict)
 
 
 def fit_predict(

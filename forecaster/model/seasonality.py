@@ -17,11 +17,10 @@ from typing import Any
 import bottleneck as bn
 import numpy as np
 
+from forecaster.duration import DAY, WEEK
 from forecaster.model.cleaning import Prepared, centred
 from forecaster.model.options import FitSpec
 
-DAY = 86400.0
-WEEK = 7 * DAY
 YEAR = 365.25 * DAY
 
 # The weekly Fourier orders ``weekly_order`` chooses among: none, Prophet's default, and up to twice a day.

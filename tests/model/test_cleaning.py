@@ -6,9 +6,9 @@ import bottleneck as bn
 import numpy as np
 import pytest
 
+from forecaster.duration import DAY
 from forecaster.model.cleaning import bounds, centred, choose_transform, clip_outliers, to_grid
 from forecaster.model.options import FitSpec, ModelOptions
-from forecaster.model.seasonality import DAY
 
 STEP = 300.0
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from devtools.synthetic import Signal
+from forecaster.duration import DAY
 from forecaster.model import exact_map, stan_design, stan_optimize
 from forecaster.model.cleaning import prepare
 from forecaster.model.options import FitSpec
-from forecaster.model.seasonality import DAY, prophet_options
+from forecaster.model.seasonality import prophet_options
 from tests.helpers import public_file
 
 _T0 = 1_700_000_000.0

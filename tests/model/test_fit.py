@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from forecaster.duration import DAY
 from forecaster.model.fit import fit_predict
 from forecaster.model.options import FitSpec, ModelOptions
-from forecaster.model.seasonality import DAY
 
 STEP = 300.0
 

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from devtools.synthetic import Signal
+from forecaster.duration import DAY
 from forecaster.model import exact_map, prophet, stan_design
 from forecaster.model.cleaning import Prepared, prepare
 from forecaster.model.frame import frame_times
 from forecaster.model.options import FitSpec
-from forecaster.model.seasonality import DAY, prophet_options
+from forecaster.model.seasonality import prophet_options
 from tests.helpers import public_file
 
 STEP = 300.0

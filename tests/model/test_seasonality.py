@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from devtools.synthetic import Signal
+from forecaster.duration import DAY
 from forecaster.model import seasonality
-from forecaster.model.seasonality import DAY, seasonalities, weekly_order
+from forecaster.model.seasonality import seasonalities, weekly_order
 
 STEP = 300.0
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from devtools.synthetic import Signal
+from forecaster.duration import DAY
 from forecaster.model import stan_design, stan_optimize
-from forecaster.model.seasonality import DAY
 
 OPTIONS = {
     "daily_seasonality": True,
