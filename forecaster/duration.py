@@ -9,7 +9,7 @@ from dataclasses import dataclass
 DAY = 86400.0
 WEEK = 7 * DAY
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": DAY, "w": WEEK, "y": 365 * DAY}
 _DURATION_RE = re.compile(r"^((\d+)(ms|s|m|h|d|w|y))+$")
 _DURATION_PART_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _LONGEST = 1000 * _DURATION_UNITS["y"]
