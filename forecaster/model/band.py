@@ -13,6 +13,8 @@ have under-covered, its tails move out. No sampling, and it covers about
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -44,13 +46,20 @@ def quantiles_at(errors: np.ndarray, tail: float) -> tuple[float, float]:
 
     ``np.quantile``'s linear interpolation, to the bit, from one partition
     of the window: the band takes these at every probed lead of every fit,
-    and ``np.quantile``'s own checks cost three times the partition.
+    and ``np.quantile``'s own checks cost three times the partition. The two
+    positions and their interpolation are a few scalars, done in Python's
+    floats (the same IEEE doubles): numpy's calls on them cost twice the
+    partition.
     """
     latest = errors[-_window(errors) :]
-    positions, below, above = _ranks(np.array([tail, 1 - tail]), len(latest))
-    ranked = np.partition(latest, np.concatenate((below, above)))
-    low, high = _lerp(ranked[below], ranked[above], positions - below)
-    return float(low), float(high)
+    last = len(latest) - 1
+    low_at, high_at = tail * last, (1 - tail) * last
+    below = [math.floor(low_at), math.floor(high_at)]
+    above = [min(rank + 1, last) for rank in below]
+    ranked = np.partition(latest, below + above)
+    low = _lerp(float(ranked[below[0]]), float(ranked[above[0]]), low_at - below[0])
+    high = _lerp(float(ranked[below[1]]), float(ranked[above[1]]), high_at - below[1])
+    return low, high
 
 
 def _window(errors: np.ndarray) -> int:
@@ -109,7 +118,7 @@ def _ranks(levels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return positions, below, np.minimum(below + 1, size - 1)
 
 
-def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _lerp(a: float, b: float, t: float) -> float:
     """``np.quantile``'s interpolation between neighbouring ranks, from whichever end is nearer (numpy's ``_lerp``)."""
     difference = b - a
-    return np.asarray(np.where(t >= 0.5, b - difference * (1 - t), a + difference * t))
+    return b - difference * (1 - t) if t >= 0.5 else a + difference * t

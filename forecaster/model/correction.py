@@ -293,7 +293,7 @@ def lead_errors(
         drift = past.surprise(int(k)) if past.surprise is not None and k < n - 10 else 0.0
         later_all, outcome_all = residuals[k:] + drift, raw[k:] + drift
         known = np.isfinite(later_all)
-        if k >= n - 10 or known.sum() <= 10:
+        if k >= n - 10 or np.count_nonzero(known) <= 10:
             # Too few errors at this lead (a short or gappy history): the spread of all residuals is the best guess.
             errors = raw[np.isfinite(raw)]
             tails[i] = reuse.tails[i] if reuse is not None else band_tail(errors, alpha, int(k))
