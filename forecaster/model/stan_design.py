@@ -273,7 +273,7 @@ def additive_columns(seasonalities: tuple[Seasonality, ...] | list[Seasonality])
 def piecewise_linear(t: np.ndarray, deltas: np.ndarray, k: float, m: float, changepoints_t: np.ndarray) -> np.ndarray:
     """Prophet's ``piecewise_linear``: the rate changes by ``deltas`` at each changepoint, continuously.
 
-    To the bit, at a twentieth of the cost. Prophet sums, for every time,
+    To the bit, at a thirtieth of the cost. Prophet sums, for every time,
     the row of deltas whose changepoints it has passed. The changepoints are
     sorted (Prophet sorts them), so that row is the first c deltas and zeros,
     and there are only as many different rows as changepoints plus one: each
