@@ -103,10 +103,12 @@ def tail_share(errors: np.ndarray, alpha: float, lead: int, window: int) -> floa
 def _window_quantiles(rows: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``tails`` and ``1 - tails`` quantiles (rows x tails each), linearly interpolated between ranks.
 
-    One partition of each row at just the ranks the quantiles need.
+    Each row is sorted: numpy's vectorised sort beats a partition at the
+    twenty-odd ranks the quantiles need (12 rows of 1,000 errors, 34 times a
+    cold fit).
     """
     positions, below, above = _ranks(np.concatenate((tails, 1 - tails)), rows.shape[1])
-    ranked = np.partition(rows, np.unique(np.concatenate((below, above))), axis=1)
+    ranked = np.sort(rows, axis=1)
     under, over = ranked[:, below], ranked[:, above]
     quantiles = under + (positions - below) * (over - under)
     return quantiles[:, : len(tails)], quantiles[:, len(tails) :]
