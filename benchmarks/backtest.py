@@ -2,9 +2,9 @@
 
 Each CSV in ``../shared/data`` (``timestamp,value`` or Prophet's ``ds,y``) is
 shifted so that its last sample lies just before now, pushed into a fresh
-local Prometheus through remote write, and backtested with ``forecaster
-backtest``'s own code and a config that sets only ``name``, ``query``,
-``history``, ``step`` and ``horizon``::
+local Prometheus through remote write, and backtested, as of a second after
+its last sample, with ``forecaster backtest``'s own code and a config that
+sets only ``name``, ``query``, ``history``, ``step`` and ``horizon``::
 
     .venv/bin/python benchmarks/backtest.py                 # ../shared/data
     .venv/bin/python benchmarks/backtest.py --synthetic     # generated series, not in that folder
@@ -199,6 +199,11 @@ def main() -> int:
     now = time.time()
     forecasts: list[dict[str, Any]] = []
     horizons: dict[str, list[float]] = {}
+    # Each file is backtested as of a second after its own last sample, not as of now. A range query ending at now
+    # evaluates grid points after that sample, and within Prometheus' 5-minute lookback it repeats there: whether it
+    # did depended on the clock, and the phantom sample moved every origin by a step, so a run's figures depended on
+    # the minute it was started (two different tables from the same code).
+    ends: dict[str, float] = {}
     pushed = []
     for name, (ts, ys) in series.items():
         step = resolution(ts)
@@ -219,6 +224,7 @@ def main() -> int:
             ]
         forecasts.append(forecast)
         horizons[key] = [Duration.parse(h).seconds for h in scored.split(",")]
+        ends[key] = float(shifted[-1]) + 1.0
 
     times: list[float] = []
     reports: list[SeriesReport] = []
@@ -233,7 +239,7 @@ def main() -> int:
                     forecast,
                     origins=args.origins,
                     horizons=horizons[forecast.name],
-                    now=now,
+                    now=ends[forecast.name],
                     plot_dir=args.plot,
                     fit=timed(args.plain, times),
                 )
