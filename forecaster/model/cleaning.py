@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import bottleneck as bn
 import numpy as np
 
+from forecaster.duration import DAY
 from forecaster.model.options import FitSpec
 
 EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
@@ -154,7 +155,7 @@ def event_days(grid: np.ndarray, events: Sequence[tuple[str, str, int, int]]) ->
     """Which grid times fall on a day of a known event's window (UTC days, as Prophet counts them); None: no events."""
     if not events:
         return None
-    day = np.floor(grid / 86400.0).astype(np.int64)  # days since the epoch
+    day = np.floor(grid / DAY).astype(np.int64)  # days since the epoch
     marked = np.zeros(len(grid), dtype=bool)
     for _, date, lower, upper in events:
         first = datetime.date.fromisoformat(date).toordinal() - EPOCH_ORDINAL

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from forecaster.duration import DAY
+
 # Prophet's defaults (``Prophet.__init__``) for the options this module reads.
 DEFAULTS: dict[str, Any] = {
     "growth": "linear",
@@ -40,7 +42,6 @@ DEFAULTS: dict[str, Any] = {
 # history (in days) below which ``auto`` leaves it out; ``auto`` also leaves out a period the sampling cannot see.
 _BUILT_IN = (("yearly", 365.25, 10, 730.0), ("weekly", 7, 3, 14.0), ("daily", 1, 4, 2.0))
 _TREND_INDICATOR = {"linear": 0, "flat": 2}
-_DAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,8 @@ def _changepoints_t(t: np.ndarray, n_changepoints: int, changepoint_range: float
 
 def _seasonalities(times: np.ndarray, opts: dict[str, Any]) -> list[Seasonality]:
     """Prophet's ``set_auto_seasonalities``: each built-in seasonality's order from its option."""
-    span_days = (times[-1] - times[0]) / _DAY
-    min_step_days = float(np.diff(times).min()) / _DAY
+    span_days = (times[-1] - times[0]) / DAY
+    min_step_days = float(np.diff(times).min()) / DAY
     out = []
     for name, period, default_order, min_span_days in _BUILT_IN:
         arg = opts[f"{name}_seasonality"]
@@ -225,7 +226,7 @@ def fourier_features(times: np.ndarray, seasonalities: tuple[Seasonality, ...] |
     Computed as Prophet does, from days since the epoch, so that the matrix
     Stan receives matches Prophet's to the last bit.
     """
-    x_t = np.pi * 2 * (times / _DAY)
+    x_t = np.pi * 2 * (times / DAY)
     columns = []
     for s in seasonalities:
         block = np.empty((len(times), 2 * s.order))
