@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -36,6 +37,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from forecaster import __version__
 from forecaster.errors import ForecasterError, MissingExtra, SeriesSkipped, SkipReason, Stopped
 
 if TYPE_CHECKING:
@@ -61,6 +63,20 @@ class FitTask:
     fit_time: float
     spec: FitSpec
     warm_start: dict[str, Any] | None
+
+    def inputs(self) -> str:
+        """A digest of everything the fit's result depends on: equal digests, the same fit (see ``Trainer._fit_all``).
+
+        The warm start is left out: it makes a refit cheaper, and either way
+        the result is a fit of the same history at the same time. The version
+        is in, so that an upgraded forecaster refits.
+        """
+        digest = hashlib.blake2b(digest_size=16)
+        header = f"{__version__}\0{self.fit_time!r}\0{self.spec!r}\0{self.timestamps.dtype}\0{self.values.dtype}\0"
+        digest.update(header.encode())
+        digest.update(self.timestamps.tobytes())
+        digest.update(self.values.tobytes())
+        return digest.hexdigest()
 
 
 @dataclass

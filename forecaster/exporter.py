@@ -278,6 +278,12 @@ class SelfMetrics:
             ["forecast", "reason"],
             registry=registry,
         )
+        self.unchanged = Counter(
+            "forecaster_fits_unchanged_total",
+            "Series not refitted: their history and fit time were those of their last fit, whose forecast they keep.",
+            ["forecast"],
+            registry=registry,
+        )
         self.points_fetched = Counter(
             "forecaster_query_points_total",
             "Samples read from Prometheus for a forecast.",
@@ -292,4 +298,5 @@ class SelfMetrics:
             self.series.labels(forecast.name)
             self.cycle_duration.labels(forecast.name)
             self.fit_duration.labels(forecast.name)
+            self.unchanged.labels(forecast.name)
             self.points_fetched.labels(forecast.name)

@@ -44,6 +44,8 @@ class SeriesState:
     points: int = 0
     # From the forecast's breach.threshold_query at fit time; None for a fixed threshold or no match.
     threshold: float | None = None
+    # The digest of what it was fitted on (``FitTask.inputs``): a retrain that would fit the same again keeps it.
+    inputs: str | None = None
     # The status page's chart of recent values; not stored, so the file format stays and a restart starts without it.
     recent: Recent | None = None
 
@@ -75,6 +77,7 @@ class ForecastState:
                     "points": s.points,
                     # Optional and additive: files without it (or older readers) stay compatible, so VERSION stays.
                     **({"threshold": s.threshold} if s.threshold is not None else {}),
+                    **({"inputs": s.inputs} if s.inputs is not None else {}),
                 }
                 for s in self.series
             ],
@@ -118,12 +121,16 @@ def _series(item: Any) -> SeriesState:
     params = item.get("params", {})
     if not _warm_params_ok(params):
         raise ValueError(f"series {labels}: warm-start params are not finite numbers")
+    inputs = item.get("inputs")
+    if inputs is not None and not isinstance(inputs, str):
+        raise ValueError(f"series {labels}: inputs {inputs!r} is not a digest string")
     return SeriesState(
         dict(labels),
         Frame(*arrays),
         dict(params),
         int(item.get("points", 0)),
         None if threshold is None else float(threshold),
+        inputs,
     )
 
 

@@ -119,7 +119,7 @@ class Trainer:
         series = self._refuse_clashes(forecast, self._guard_cardinality(forecast, series))
         served = self._current.get(forecast.name)
         previous: Previous = {series_key(s.labels): s for s in served.series} if served else {}
-        fitted = self._fit_all(forecast, series, fit_time, previous)
+        fitted, unchanged = self._fit_all(forecast, series, fit_time, previous)
         if served is not None:
             self._record_skill(forecast, series, served.fit_time, fit_time, previous)
         if not fitted:
@@ -143,7 +143,8 @@ class Trainer:
         self._board.publish(state)
         self._metrics.last_success.labels(forecast.name).set(fit_time)
         self._metrics.series.labels(forecast.name).set(len(fitted))
-        log.info("forecast %r: fitted %d of %d series", forecast.name, len(fitted), len(series))
+        kept = f", kept {unchanged} unchanged since their last fit" if unchanged else ""
+        log.info("forecast %r: fitted %d of %d series%s", forecast.name, len(fitted) - unchanged, len(series), kept)
         return state
 
     def _publish_empty_shard(self, forecast: Forecast, fit_time: float) -> ForecastState:
@@ -195,15 +196,26 @@ class Trainer:
 
     def _fit_all(
         self, forecast: Forecast, series: list[Series], fit_time: float, previous: Previous
-    ) -> list[SeriesState]:
-        """Fit every series on the executor; a series that fails keeps its previous forecast, if it had one."""
+    ) -> tuple[list[SeriesState], int]:
+        """Fit every series on the executor; a series that fails keeps its previous forecast, if it had one.
+
+        A series whose history and fit time are those its previous forecast
+        was fitted on (a second retrain within one step, or a restart) keeps
+        that forecast unfitted: a refit would be a fit of the same inputs.
+        Returns the series' states and how many of them were kept so.
+        """
         before = [previous.get(series_key(item.labels)) for item in series]
         spec = forecast.fit_spec()
-        tasks = [
-            FitTask(i, item.timestamps, item.values, fit_time, spec, old.params if old else None)
-            for i, (item, old) in enumerate(zip(series, before, strict=True))
-        ]
         results: list[SeriesState | None] = [None] * len(series)
+        tasks, inputs = [], []
+        for i, (item, old) in enumerate(zip(series, before, strict=True)):
+            task = FitTask(i, item.timestamps, item.values, fit_time, spec, old.params if old else None)
+            inputs.append(task.inputs())
+            if old is not None and old.inputs == inputs[i]:
+                results[i] = replace(old, recent=recent(item, fit_time - RECENT_SPAN, RECENT_POINTS))
+            else:
+                tasks.append(task)
+        self._metrics.unchanged.labels(forecast.name).inc(len(series) - len(tasks))
         for outcome in self._executor.run(tasks, self.stop):
             item, old = series[outcome.index], before[outcome.index]
             self._metrics.fit_duration.labels(forecast.name).observe(outcome.seconds)
@@ -211,7 +223,7 @@ class Trainer:
             if outcome.result is not None:
                 result = outcome.result
                 results[outcome.index] = SeriesState(
-                    item.labels, result.frame, result.params, result.points, recent=tail
+                    item.labels, result.frame, result.params, result.points, inputs=inputs[outcome.index], recent=tail
                 )
                 continue
             assert outcome.reason is not None
@@ -219,7 +231,7 @@ class Trainer:
             if old is not None and outcome.reason.stage is not None:
                 # The old forecast, drawn against the values that just arrived, shows how far it has drifted.
                 results[outcome.index] = replace(old, recent=tail)
-        return [r for r in results if r is not None]
+        return [r for r in results if r is not None], len(series) - len(tasks)
 
     def _record_skill(
         self, forecast: Forecast, series: list[Series], made_at: float, fit_time: float, previous: Previous

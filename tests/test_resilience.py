@@ -1,4 +1,7 @@
-"""Bad data, the cardinality guard and failing queries, in-process with a fake source (no Prophet fits)."""
+"""Bad data, the cardinality guard, failing queries and retrains with nothing new, in-process with a fake source.
+
+The series are constant or nearly so, which the model fits without Prophet.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from forecaster import config as config_module
 from forecaster.errors import BadQueryError, QueryError, SeriesSkipped, SkipReason
+from forecaster.executor import InlineExecutor
 from forecaster.exporter import Board, SelfMetrics
 from forecaster.model.fit import fit_predict
 from forecaster.model.options import FitSpec
@@ -68,7 +72,7 @@ def _constant(name: str, points: int = 40, value: float = 5.0) -> Series:
     return Series({"name": name}, ts, np.full(points, value))
 
 
-def _trainer(tmp_path, source: ScriptedSource, **settings: object):
+def _trainer(tmp_path, source: ScriptedSource, executor=None, clock: float = T0, **settings: object):
     cfg = config_module.parse(
         {
             "prometheus": {"url": "http://127.0.0.1:1"},
@@ -83,8 +87,9 @@ def _trainer(tmp_path, source: ScriptedSource, **settings: object):
         StateStore(tmp_path),
         Board(cfg.forecasts),
         SelfMetrics(registry, cfg.forecasts),
-        clock=lambda: T0,
+        clock=lambda: clock,
         stop=threading.Event(),
+        executor=executor,
     )
     return trainer, registry, cfg.forecasts[0]
 
@@ -149,6 +154,69 @@ def test_a_failed_query_keeps_the_previous_forecast_and_is_counted(tmp_path, cap
     assert trainer.current("guarded") is first
     assert registry.get_sample_value("forecaster_errors_total", {"forecast": "guarded", "stage": "query"}) == 1
     assert "keeping the previous forecast" in caplog.text and "'guarded'" in caplog.text
+
+
+class CountingExecutor(InlineExecutor):
+    """Fits inline, and records how many fits each retrain asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[int] = []
+
+    def run(self, tasks, stop):  # type: ignore[no-untyped-def]
+        self.asked.append(len(tasks))
+        yield from super().run(tasks, stop)
+
+
+def _two(last: float = 5.0) -> list[Series]:
+    changing = _constant("b")
+    changing.values[-1] = last
+    return [_constant("a"), changing]
+
+
+def _frames(state) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    return {s.labels["name"]: s.frame.yhat for s in state.series}
+
+
+def test_a_retrain_with_nothing_new_fits_nothing_keeps_each_forecast_and_says_so(tmp_path, caplog):
+    executor = CountingExecutor()
+    trainer, registry, forecast = _trainer(tmp_path, ScriptedSource(_two(), _two()), executor)
+    first = trainer.run(forecast)
+    with caplog.at_level(logging.INFO):
+        second = trainer.run(forecast)
+    assert executor.asked == [2, 0]
+    assert first is not None and second is not None and second is not first
+    assert [s.frame for s in second.series] == [s.frame for s in first.series]
+    assert registry.get_sample_value("forecaster_fits_unchanged_total", {"forecast": "guarded"}) == 2
+    assert "fitted 0 of 2 series, kept 2 unchanged since their last fit" in caplog.text
+
+
+def test_only_the_series_whose_history_changed_is_refitted(tmp_path):
+    executor = CountingExecutor()
+    trainer, registry, forecast = _trainer(tmp_path, ScriptedSource(_two(), _two(last=9.0)), executor)
+    first = _frames(trainer.run(forecast))
+    second = _frames(trainer.run(forecast))
+    assert executor.asked == [2, 1]
+    assert np.array_equal(second["a"], first["a"]) and not np.array_equal(second["b"], first["b"])
+    assert registry.get_sample_value("forecaster_fits_unchanged_total", {"forecast": "guarded"}) == 1
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"clock": T0 + 300}, {"horizon": "2h"}, {"model": {"outliers": "none"}}],
+    ids=["next step", "horizon", "model"],
+)
+def test_a_restart_refits_only_what_a_new_step_or_a_new_setting_changes(tmp_path, changed):
+    trainer, _, forecast = _trainer(tmp_path, ScriptedSource(_two()))
+    trainer.run(forecast)
+    for settings, asked in (({}, [0]), (changed, [2])):
+        executor = CountingExecutor()
+        restarted, _, forecast = _trainer(tmp_path, ScriptedSource(_two()), executor, **settings)
+        stored = StateStore(tmp_path).load(forecast.name, forecast.query, now=T0 + 300)
+        assert stored is not None
+        restarted.adopt(stored)
+        assert restarted.run(forecast) is not None
+        assert executor.asked == asked, settings
 
 
 def test_healthz_answers_at_once_and_readyz_only_once_state_is_loaded():

@@ -21,7 +21,7 @@ def _state(name: str = "reqs", fit_time: float = 1_700_000_000.0) -> ForecastSta
     ds = fit_time + 300 * np.arange(5, dtype=np.float64)
     frame = Frame(ds, np.linspace(1, 2, 5), np.linspace(0, 1, 5), np.linspace(2, 3, 5))
     params = {"k": 0.1, "m": 0.2, "sigma_obs": 0.05, "delta": [0.0, 0.1], "beta": [0.3]}
-    return ForecastState(name, QUERY, fit_time, [SeriesState({"job": "api"}, frame, params, 288)])
+    return ForecastState(name, QUERY, fit_time, [SeriesState({"job": "api"}, frame, params, 288, inputs="ab12")])
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -33,6 +33,7 @@ def test_save_and_load_round_trip(tmp_path):
     (series,) = loaded.series
     original = _state().series[0]
     assert series.labels == {"job": "api"} and series.points == 288 and series.params == original.params
+    assert series.inputs == "ab12"
     for name in ("ds", "yhat", "yhat_lower", "yhat_upper"):
         assert np.array_equal(getattr(series.frame, name), getattr(original.frame, name))
     data = json.loads(store.path("reqs").read_bytes())
@@ -177,6 +178,7 @@ BAD_STATES = {
     ),
     "warm params infinite": lambda d: d["series"][0]["params"].update(k=float("inf")),
     "threshold NaN": lambda d: d["series"][0].update(threshold=float("nan")),
+    "inputs not a digest": lambda d: d["series"][0].update(inputs=12),
 }
 
 

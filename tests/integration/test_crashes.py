@@ -31,8 +31,8 @@ def _load(prom: LocalPrometheus) -> None:
             history(
                 {"__name__": QUERY, "job": job},
                 Signal(base=50 + 10 * i, daily=5 + i, phase=i),
-                span=2 * 86400,
-                step=300,
+                span=2 * 3600,
+                step=10,
                 seed=i,
             )
             for i, job in enumerate(JOBS)
@@ -45,10 +45,12 @@ def _config(prom: LocalPrometheus, state_dir: Path) -> dict[str, object]:
         "prometheus": {"url": prom.url, "timeout": "10s"},
         "state_dir": str(state_dir),
         "defaults": {
-            "history": "2d",
-            "step": "5m",
-            "horizon": "3h",
-            "horizons": ["1h"],
+            # A step as short as retrain_every: each retrain has a new fit time, so it fits every series again
+            # (within one step a retrain keeps the forecasts it would refit from the same history).
+            "history": "2h",
+            "step": "10s",
+            "horizon": "6m",
+            "horizons": ["2m"],
             "retrain_every": "10s",
             # Prophet's own simulated band makes each fit slow enough that signals land mid-fit.
             "model": {"band": "prophet"},
@@ -60,7 +62,7 @@ def _config(prom: LocalPrometheus, state_dir: Path) -> dict[str, object]:
 def _intact(state_dir: Path) -> bool:
     """The stored forecast and history cache both load, and hold every series."""
     state = StateStore(state_dir).load("crashy", QUERY)
-    cached = HistoryCache(state_dir).load("crashy", QUERY, 300.0)
+    cached = HistoryCache(state_dir).load("crashy", QUERY, 10.0)
     return (
         state is not None
         and cached is not None
