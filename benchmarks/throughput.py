@@ -304,7 +304,10 @@ def serve(count: int, cycles: int) -> None:
 
     ``retrain_every`` is a minute, so each cycle after the first starts a
     minute after the one before, or as soon as it ends if it took longer
-    (APScheduler coalesces the missed runs). A cycle has ended once the
+    (APScheduler coalesces the missed runs). A cycle within the step of the
+    one before keeps every forecast and fits nothing (the same history at
+    the same fit time), so it is not counted: the cycles timed are those
+    that refit every series, a step apart. A cycle has ended once the
     service has counted ``count`` more fits and set the cycle's duration
     (non-zero: it is exposed as 0 until the first cycle ends, which for 2,000
     series is seconds after the last fit;

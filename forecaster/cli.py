@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # them garbage, and each allocation threshold crossed runs a collection over them all. Collection resumes once
     # they are in place (``_service``, or in ``_main`` for the commands without one), frozen out of later collections.
     gc.disable()
+    # This process fits only inline (workers: 0, backtest), where BLAS threads made a warm fit no faster and took 60-90%
+    # more CPU; at start-up OpenBLAS's second thread alone cost about 0.1 s of CPU, against the fork server importing
+    # the model on the other core. numpy reads this when it loads; a value set in the environment wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         return _main(argv)
     finally:
