@@ -120,7 +120,8 @@ class Trainer:
         served = self._current.get(forecast.name)
         previous: Previous = {series_key(s.labels): s for s in served.series} if served else {}
         fitted, unchanged = self._fit_all(forecast, series, fit_time, previous)
-        if served is not None:
+        # Within the served forecast's own step nothing has arrived since it was made: the scores published stay.
+        if served is not None and served.fit_time < fit_time:
             self._record_skill(forecast, series, served.fit_time, fit_time, previous)
         if not fitted:
             log.warning(

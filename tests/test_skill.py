@@ -109,3 +109,7 @@ def test_each_retrain_exports_how_the_previous_forecast_did(tmp_path):
     assert registry.get_sample_value("forecaster_model_mae", labels) == 0.0
     assert registry.get_sample_value("forecaster_model_coverage", labels) == 1.0
     assert registry.get_sample_value("forecaster_model_skill", labels) == 0.0  # exact, and so was last value
+    # Another retrain within that step: nothing arrived since the served forecast was made, and the scores stay.
+    clock[0] += 30
+    assert trainer.run(cfg.forecasts[0]) is not None
+    assert registry.get_sample_value("forecaster_model_mae", labels) == 0.0
