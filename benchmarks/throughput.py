@@ -308,8 +308,9 @@ def serve(count: int, cycles: int) -> None:
     one before keeps every forecast and fits nothing (the same history at
     the same fit time), so it is not counted: the cycles timed are those
     that refit every series, a step apart. A cycle has ended once the
-    service has counted ``count`` more fits and set the cycle's duration
-    (non-zero: it is exposed as 0 until the first cycle ends, which for 2,000
+    service has counted ``count`` more series, fitted or kept, and set the
+    cycle's duration anew (until then it exposes the cycle before's, and 0
+    before the first cycle ends, which for 2,000
     series is seconds after the last fit;
     ``forecaster_last_success_timestamp_seconds`` is the fit time, on the
     step grid, so it does not move for cycles within one step). Memory is
@@ -340,6 +341,8 @@ def serve(count: int, cycles: int) -> None:
         served_after: float | None = None
         durations: list[float] = []
         last_duration = None
+        # Fits, and fits plus series kept unfitted, as they stood when the cycle before ended.
+        fits_before, handled_before = 0.0, 0.0
         peak_mb, slowest_scrape = 0.0, 0.0
         try:
             while len(durations) < cycles:
@@ -353,11 +356,14 @@ def serve(count: int, cycles: int) -> None:
                 if served_after is None and samples.get('forecaster_series{forecast="bench"}', 0) >= count:
                     served_after = time.monotonic() - started
                 fits = samples.get('forecaster_fit_duration_seconds_count{forecast="bench"}', 0.0)
+                handled = fits + samples.get('forecaster_fits_unchanged_total{forecast="bench"}', 0.0)
                 duration = samples.get('forecaster_cycle_duration_seconds{forecast="bench"}')
-                if fits >= (len(durations) + 1) * count and duration and duration != last_duration:
-                    last_duration = duration
-                    durations.append(duration)
-                    print(f"cycle {len(durations)}: {durations[-1]:.0f}s", flush=True)
+                # A cycle's series are all handled before its duration is set, which until then is the cycle before's.
+                if handled >= handled_before + count and duration and duration != last_duration:
+                    if fits - fits_before >= count:
+                        durations.append(duration)
+                        print(f"cycle {len(durations)}: {durations[-1]:.0f}s", flush=True)
+                    last_duration, fits_before, handled_before = duration, fits, handled
                 time.sleep(0.5)
         finally:
             process.terminate()
