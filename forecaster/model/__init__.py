@@ -10,6 +10,7 @@
     stan_optimize.py  the fit on those arrays: exact_map's answer, or Prophet's Stan model run as its backend runs it
     prophet.py        driving Prophet: the fit (warm-started, lean where it can be), its curves read back
     trend.py          how the trend continues past the history, how it was known at each past point, how its rate varied
+    combination.py    the weights on the simplex whose mix of candidate forecasts erred least
     correction.py     the residual carried forward, the recent level as a competitor, per lead time
     band.py           the band's quantiles from past errors, checked by replaying them on the history; spreads added
     fit.py            fit_predict: the stages above in order, for one series

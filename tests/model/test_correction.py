@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from forecaster.model.combination import combination_weights, simplex_least_squares
 from forecaster.model.correction import (
     Calibration,
     Competitor,
@@ -32,12 +33,15 @@ def test_the_recent_level_takes_over_where_it_would_have_erred_less():
     walk = np.cumsum(rng.normal(0, 1, 2000))  # a random walk: the last level is its best forecast
     residuals = rng.normal(0, 5, 2000)  # a "model" whose residuals are pure noise around the walk
     leads = np.arange(1, 13)
-    shares = lead_errors(PastErrors(residuals, [3], True, competitors=[Competitor(walk, walk)]), leads, 0.8).shares
-    assert shares.shape == (1, 12)
-    assert (shares[0] == 1.0).all()
+    plan = lead_errors(PastErrors(residuals, [3], True, competitors=[Competitor(walk, walk)]), leads, 0.8)
+    assert plan.shares.shape == (1, 12)
+    assert set(plan.calibration.chosen) == {0}
+    # Chosen, it carries at least half the forecast; the combination gives the model's independent errors a part.
+    assert (plan.shares[0] >= 0.8).all() and (plan.shares[0] < 1.0).all()
     noise = 1e3 * rng.normal(size=2000)  # a level that says nothing about what follows
-    none = lead_errors(PastErrors(residuals, [3], True, competitors=[Competitor(noise, noise)]), leads, 0.8).shares
-    assert (none == 0.0).all()
+    none = lead_errors(PastErrors(residuals, [3], True, competitors=[Competitor(noise, noise)]), leads, 0.8)
+    assert set(none.calibration.chosen) == {-1}
+    assert (none.shares < 0.01).all()
 
 
 def test_the_recent_residual_is_carried_whole_or_not_at_all():
@@ -63,7 +67,7 @@ def test_a_copy_of_the_day_before_takes_over_up_to_a_day_ahead_where_the_shape_r
     # The forecast is the day before at every lead; beyond a day it is that same day again.
     assert np.array_equal(copies[0].ahead, y[len(y) - day + (leads - 1) % day])
     shares = lead_errors(PastErrors(residuals, [3], True, competitors=copies), leads, 0.8).shares[0]
-    assert (shares[:day] == 1.0).all()
+    assert (shares[:day] > 0.9).all()
     # Beyond a day the copy would need values not known at the origin: it is never scored there, so never chosen.
     assert (shares[day:] == 0.0).all()
 
@@ -73,9 +77,9 @@ def test_a_competitor_must_err_less_by_its_margin_to_take_over():
     walk = np.cumsum(rng.normal(0, 1, 2000))
     residuals = np.concatenate(([0.0], 1.05 * np.diff(walk)))  # errs 5% more than the walk's last value at lead 1
     leads = np.array([1])
-    for margin, share in ((0.0, 1.0), (0.1, 0.0)):
+    for margin, chosen in ((0.0, 0), (0.1, -1)):
         past = PastErrors(residuals, [3], False, competitors=[Competitor(walk, walk, margin=margin)], level_steps=1)
-        assert lead_errors(past, leads, 0.8).shares[0, 0] == share
+        assert lead_errors(past, leads, 0.8).calibration.chosen == [chosen]
 
 
 def test_a_level_over_six_hours_takes_over_where_an_hour_is_noise():
@@ -86,10 +90,11 @@ def test_a_level_over_six_hours_takes_over_where_an_hour_is_noise():
     slower = slower_levels(hourly, 300.0, len(y))
     assert [competitor.level_steps for competitor in slower] == [72]
     assert slower_levels(hourly, 3 * 3600.0, len(y)) == []  # six hours of 3h samples is no longer than an hour's 3
-    shares = lead_errors(
+    plan = lead_errors(
         PastErrors(residuals, [3], False, competitors=hourly + slower, level_steps=12), np.array([1, 12]), 0.8
     )
-    assert shares.shares.tolist() == [[0.0, 0.0], [1.0, 1.0]]
+    assert plan.calibration.chosen == [1, 1]
+    assert (plan.shares[1] > 0.5).all() and (plan.shares[1] > plan.shares[0]).all()
 
 
 def test_the_trailing_median_is_pandas_rolling_median_of_the_finite_values():
@@ -160,5 +165,31 @@ def test_choices_that_are_stale_or_not_this_fits_are_made_afresh(at, change):
 def test_a_calibration_read_back_from_a_state_file_is_the_one_written_and_garbage_is_none():
     first = lead_errors(_walk_past(1), np.arange(1, 289), 0.8, at=5.0).calibration
     assert Calibration.from_json(orjson.loads(orjson.dumps(first.to_json()))) == first
-    for garbage in (None, {}, {"at": "x"}, {**first.to_json(), "tails": [0.1]}):
+    # An earlier version's, without the competitors' shares, is chosen afresh rather than read as all-Prophet.
+    earlier = {key: value for key, value in first.to_json().items() if key != "mixes"}
+    for garbage in (None, {}, {"at": "x"}, {**first.to_json(), "tails": [0.1]}, earlier):
         assert Calibration.from_json(garbage) is None
+
+
+def test_the_combination_is_the_least_squares_point_of_the_simplex():
+    rng = np.random.default_rng(4)
+    for size in (2, 3, 5, 8):
+        errors = rng.normal(size=(size, 500)) + rng.normal(size=(1, 500))  # candidates sharing part of their errors
+        errors[0] *= 3  # one much worse: it may get no weight at all
+        gram = errors @ errors.T / 500
+        weights = simplex_least_squares(gram)
+        assert weights.min() >= 0 and weights.sum() == pytest.approx(1.0)
+        trials = rng.dirichlet(np.ones(size), 20_000)
+        assert weights @ gram @ weights <= np.einsum("ij,jk,ik->i", trials, gram, trials).min() + 1e-12
+    # Two candidates with independent errors of equal size: half each, whose combination errs 1/sqrt(2) as much.
+    independent = rng.normal(size=(2, 20_000))
+    assert combination_weights(independent) == pytest.approx([0.5, 0.5], abs=0.02)
+
+
+def test_where_the_combination_errs_no_less_than_the_chosen_candidate_the_choice_stands():
+    rng = np.random.default_rng(8)
+    level = np.where(rng.random(3000) < 0.03, 1e6, 0.0)  # 0 but for rare spikes: the recent level is exactly 0
+    residuals = rng.normal(0, 1e5, 3000)
+    plan = lead_errors(PastErrors(residuals, [3], False, competitors=[Competitor(level, level)]), np.arange(1, 13), 0.8)
+    assert set(plan.calibration.chosen) == {0}
+    assert (plan.shares == 1.0).all()
