@@ -322,8 +322,8 @@ def lead_errors(
             best_window, chosen = reuse.anchors[i], reuse.chosen[i]
             mixes[i] = reuse.mixes[i]
         else:
-            best_window, chosen = _choose(past, anchors, levels, int(k), later_all, known)
-            mixes[i] = _mix(past, anchors, levels, int(k), later_all, best_window, chosen)
+            best_window, chosen, scored = _choose(past, anchors, levels, int(k), later_all, known)
+            mixes[i] = _mix(scored, chosen, len(competitors))
         chosen_anchors[i], chosen_competitors[i] = best_window, chosen
         shares[:, i] = mixes[i]
         if best_window:
@@ -364,10 +364,15 @@ def _choose(
     k: int,
     later: np.ndarray,
     known: np.ndarray,
-) -> tuple[int, int]:
-    """At lead k: the correction window that would have erred least (0: none), and the competitor that beats it (-1)."""
+) -> tuple[int, int, dict[int, np.ndarray]]:
+    """At lead k: the correction window that would have erred least (0: none), and the competitor that beats it (-1).
+
+    Also returns the errors each candidate was scored on, by competitor
+    (-1: Prophet plus the chosen correction), NaN where unknown.
+    """
     n = len(past.residuals)
     best_score, best_window = _mean_abs(later[known]), 0
+    scored = {-1: later}
     for window, anchor in anchors.items() if past.correct else ():
         # ``later`` is finite where ``known``: the difference is finite where both are.
         difference = later - anchor[: n - k]
@@ -376,54 +381,41 @@ def _choose(
             continue
         score = _mean_abs(difference[pair])
         if score < best_score:
-            best_score, best_window = score, window
+            best_score, best_window, scored[-1] = score, window, difference
     chosen = -1
     for j, (competitor, level) in enumerate(zip(past.competitors, levels, strict=True)):
         if competitor.reach is not None and k > competitor.reach:
             continue
         persistence = competitor.clipped[k:] - level[: n - k]
+        scored[j] = persistence
         usable = np.isfinite(persistence)
         score = _mean_abs(persistence[usable]) if np.count_nonzero(usable) > 10 else np.inf
         score *= 1 + competitor.margin
         if score < best_score:
             best_score, chosen = score, j
-    return best_window, chosen
+    return best_window, chosen, scored
 
 
-def _mix(
-    past: PastErrors,
-    anchors: dict[int, np.ndarray],
-    levels: list[np.ndarray],
-    k: int,
-    later: np.ndarray,
-    best_window: int,
-    chosen: int,
-) -> list[float]:
-    """Each competitor's share of the forecast at lead k: the chosen one's, hedged by the combination of all of them.
+def _mix(scored: dict[int, np.ndarray], chosen: int, count: int) -> list[float]:
+    """Each of ``count`` competitors' share of the forecast: the chosen one's, hedged by the combination of all.
 
-    The candidates are Prophet plus its chosen correction and every
-    competitor that can forecast lead k; their errors are those ``_choose``
-    scored them on. Prophet's share is what the competitors leave.
+    ``scored`` holds the errors ``_choose`` scored each candidate on (-1:
+    Prophet plus its chosen correction); Prophet's share is what the
+    competitors leave.
     """
-    n = len(past.residuals)
-    mix = np.zeros(len(past.competitors) + 1)
+    mix = np.zeros(count + 1)
     mix[chosen + 1] = 1.0
-    columns = [later - anchors[best_window][: n - k] if best_window else later]
-    members = [0]
-    for j, (competitor, level) in enumerate(zip(past.competitors, levels, strict=True)):
-        if competitor.reach is None or k <= competitor.reach:
-            columns.append(competitor.clipped[k:] - level[: n - k])
-            members.append(j + 1)
-    errors = np.stack(columns)
+    members = list(scored)
+    errors = np.stack([scored[member] for member in members])
     errors = errors[:, np.isfinite(errors).all(axis=0)]
     if len(members) <= 1 or errors.shape[1] < COMBINED_MIN_ERRORS:
         return [float(share) for share in mix[1:]]
     weights = combination_weights(errors)
     # Reweighted least squares only approaches the least absolute error; where it ends above the chosen one's (a
     # series at 0 but for rare spikes, whose exact 0 only the chosen recent level keeps), the choice stands.
-    if _mean_abs(weights @ errors) < _mean_abs(errors[members.index(chosen + 1)]):
+    if _mean_abs(weights @ errors) < _mean_abs(errors[members.index(chosen)]):
         mix *= 1 - COMBINED_SHARE
-        mix[members] += COMBINED_SHARE * weights
+        mix[np.array(members) + 1] += COMBINED_SHARE * weights
     return [float(share) for share in mix[1:]]
 
 
