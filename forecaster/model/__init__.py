@@ -11,7 +11,8 @@
     prophet.py        driving Prophet: the fit (warm-started, lean where it can be), its curves read back
     trend.py          how the trend continues past the history, how it was known at each past point, how its rate varied
     combination.py    the weights on the simplex whose mix of candidate forecasts erred least
-    correction.py     the residual carried forward, the recent level as a competitor, per lead time
+    competitors.py    the simple forecasts Prophet competes with: the recent level, the series a day or a week earlier
+    correction.py     per lead time, the residual carried forward and the competitor that takes over
     band.py           the band's quantiles from past errors, checked by replaying them on the history; spreads added
     fit.py            fit_predict: the stages above in order, for one series
 

@@ -12,7 +12,7 @@ from each past point with only what was known there):
   (``new_level``), since the history cannot say when it ends;
 - simple competitors (the recent level of the series, with or without its
   seasonality, and the series a day or a week earlier moved to its recent
-  level: ``seasonal_copies``) take over at the lead times where they would
+  level: ``model.competitors``) take over at the lead times where they would
   have erred less than Prophet plus correction; half of each lead's forecast
   is the one chosen, the other half every candidate weighted to minimise
   the history's absolute errors (``combination_weights``).
@@ -23,7 +23,6 @@ the band's offsets around the chosen forecast (see ``model.band``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,16 +30,11 @@ from typing import Any
 import bottleneck as bn
 import numpy as np
 
-from forecaster.duration import DAY, WEEK
+from forecaster.duration import DAY
 from forecaster.model.band import band_tail, quantiles_at
 from forecaster.model.combination import combination_weights
+from forecaster.model.competitors import Competitor
 
-# A seasonal copy's past errors count this much more when it competes: one that merely ties on the history swaps a
-# smooth forecast for last period's noise and spells (chosen without it, the copy took nyc_taxi's earlier stretch,
-# ``--cut 20``, from 0.77 to 1.32 times the best baseline at 1h; with it, 0.72).
-COPY_MARGIN = 0.1
-# The longer window over which a competitor may take the series' recent level (see ``slower_levels``).
-SLOW_LEVEL = 6 * 3600.0
 # The share of each lead's forecast given to the weighted combination of every candidate, the rest going to the one
 # chosen. A choice by the history's mean error is brittle where two candidates are close and the future favours the
 # other; the combination hedges it. Replayed on the captured inputs of the eight backtest sets of
@@ -52,29 +46,6 @@ COMBINED_SHARE = 0.5
 COMBINED_MIN_ERRORS = 50
 # How long a fit's choices among corrections and competitors, and its band's tails, serve the fits after it.
 REUSE = DAY
-
-
-@dataclass(frozen=True)
-class Competitor:
-    """A simple forecast: the recent level of ``clipped`` (its median over its ``level_steps``), plus ``ahead``.
-
-    ``raw`` is the same series with its outliers as they were: the errors
-    behind the band come from it, since spikes will happen again. ``ahead``
-    is added to the level at each frame time (the seasonality that was taken
-    out of the series, added back), or 0.
-    """
-
-    clipped: np.ndarray
-    raw: np.ndarray
-    ahead: np.ndarray | float = 0.0
-    # The longest lead (in steps) it can forecast with only what was known at the origin; None: any.
-    reach: int | None = None
-    # Its past errors count (1 + margin) times against the forecast it would replace.
-    margin: float = 0.0
-    # Its own level window (in steps); None: ``PastErrors.level_steps``.
-    level_steps: int | None = None
-    # Whether replaying its band on the history may move the band's tails out (see ``model.band.tail_share``).
-    replayed: bool = True
 
 
 @dataclass(frozen=True)
@@ -180,11 +151,6 @@ def anchor_windows(step: float, points: int) -> list[int]:
     return sorted(size for size in sizes if size <= max(1, points // 4)) or [1]
 
 
-def level_window(step: float, points: int) -> int:
-    """The trailing window (in steps) whose median is the series' current level: an hour, at least three points."""
-    return max(1, min(max(3, round(3600.0 / step)), points // 4))
-
-
 def new_level(residuals: np.ndarray, window: int) -> float | None:
     """The latest median residual when it lies beyond every earlier one: a level the history never showed.
 
@@ -205,59 +171,6 @@ def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
         return np.array([], dtype=np.float64)
     # A window longer than the values holds all of them so far, as pandas' rolling median with min_periods=1 does.
     return np.asarray(bn.move_median(np.asarray(values, dtype=np.float64), min(window, len(values)), min_count=1))
-
-
-def slower_levels(competitors: list[Competitor], step: float, points: int) -> list[Competitor]:
-    """The same competitors with their level taken over six hours instead of ``level_window``'s hour.
-
-    On a noisy series an hour's median is itself noisy, and a day ahead that
-    noise is most of the error; six hours smooth it. Each competes like the
-    rest, so a series whose level moves within hours keeps the hour.
-    """
-    steps = min(max(3, round(SLOW_LEVEL / step)), points // 4)
-    if steps <= level_window(step, points):
-        return []
-    return [dataclasses.replace(competitor, level_steps=steps) for competitor in competitors]
-
-
-def seasonal_copies(clipped: np.ndarray, raw: np.ndarray, leads: np.ndarray, step: float) -> list[Competitor]:
-    """The series one day and one week earlier, moved by how far its recent level has moved since: ``offset 1d/1w``.
-
-    A PromQL user compares the forecast with these copies; a daily or weekly
-    shape sharper than Prophet's Fourier terms (a morning ramp, a weekend
-    that differs from a weekday) is one the copy keeps exactly. Each copy is
-    a competitor of differences from the lagged series, so its level is how
-    far the series has moved from a period ago and ``ahead`` is the lagged
-    series itself at each frame lead (the latest period again beyond one
-    period, where the copy does not compete: ``reach``). A period needs two
-    of them in the history to be scored.
-
-    A copy's band is not widened by replaying it: its errors at one lead move
-    together for days (a spell of weather shifts a whole week against the
-    last), so the replay's stretches hold only a few independent spells, and
-    any shortfall among them pushed the tails out to the 1.5% quantiles a
-    day ahead on the demand stand-in of ``benchmarks/backtest.py``, which
-    the band then covered 93-98% of.
-    """
-    n = len(clipped)
-    # A gap in the copied period is bridged by the sample before it, so the forecast has a value at every lead
-    # (pandas' ffill().bfill(), without pandas in the fit workers).
-    known = ~np.isnan(clipped)
-    filled = clipped.copy()
-    if known.any():
-        before = np.maximum.accumulate(np.where(known, np.arange(n), -1))
-        filled = clipped[np.where(before < 0, np.argmax(known), before)]
-    copies = []
-    for seconds in (DAY, WEEK):
-        period = round(seconds / step)
-        if period < 2 or n < 2 * period:
-            continue
-        lagged = np.concatenate((np.full(period, np.nan), clipped[:-period]))
-        back = n - period + (leads - 1) % period
-        copies.append(
-            Competitor(clipped - lagged, raw - lagged, filled[back], reach=period, margin=COPY_MARGIN, replayed=False)
-        )
-    return copies
 
 
 def lead_errors(

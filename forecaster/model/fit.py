@@ -19,17 +19,8 @@ from forecaster.duration import DAY
 from forecaster.errors import SeriesSkipped, SkipReason
 from forecaster.model import prophet
 from forecaster.model.cleaning import Prepared, bounds, prepare
-from forecaster.model.correction import (
-    Calibration,
-    Competitor,
-    PastErrors,
-    anchor_windows,
-    lead_errors,
-    level_window,
-    new_level,
-    seasonal_copies,
-    slower_levels,
-)
+from forecaster.model.competitors import Competitor, level_window, seasonal_copies, slower_levels
+from forecaster.model.correction import Calibration, PastErrors, anchor_windows, lead_errors, new_level
 from forecaster.model.frame import FitResult, Frame, frame_times
 from forecaster.model.options import FitSpec
 from forecaster.model.seasonality import kept_weekly_order, prophet_options, tests_weekly

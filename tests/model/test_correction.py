@@ -9,15 +9,8 @@ import orjson
 import pytest
 
 from forecaster.model.combination import combination_weights, simplex_least_squares
-from forecaster.model.correction import (
-    Calibration,
-    Competitor,
-    PastErrors,
-    lead_errors,
-    new_level,
-    seasonal_copies,
-    slower_levels,
-)
+from forecaster.model.competitors import Competitor
+from forecaster.model.correction import Calibration, PastErrors, lead_errors, new_level
 
 
 def test_only_a_shift_beyond_every_earlier_one_is_a_new_level():
@@ -54,24 +47,6 @@ def test_the_recent_residual_is_carried_whole_or_not_at_all():
     assert correction.tolist() == [0.0, 0.0]
 
 
-def test_a_copy_of_the_day_before_takes_over_up_to_a_day_ahead_where_the_shape_repeats():
-    rng = np.random.default_rng(5)
-    step, day = 3600.0, 24
-    shape = rng.uniform(0, 50, day)  # a daily shape sharper than any few Fourier terms
-    y = np.tile(shape, 12) + rng.normal(0, 1, 12 * day)
-    residuals = rng.normal(0, 10, len(y))  # a model that misses the shape
-    leads = np.arange(1, 2 * day + 1)
-    copies = seasonal_copies(y, y, leads, step)
-    assert [copy.reach for copy in copies] == [day]  # twelve days hold no two weeks
-    assert not copies[0].replayed
-    # The forecast is the day before at every lead; beyond a day it is that same day again.
-    assert np.array_equal(copies[0].ahead, y[len(y) - day + (leads - 1) % day])
-    shares = lead_errors(PastErrors(residuals, [3], True, competitors=copies), leads, 0.8).shares[0]
-    assert (shares[:day] > 0.9).all()
-    # Beyond a day the copy would need values not known at the origin: it is never scored there, so never chosen.
-    assert (shares[day:] == 0.0).all()
-
-
 def test_a_competitor_must_err_less_by_its_margin_to_take_over():
     rng = np.random.default_rng(11)
     walk = np.cumsum(rng.normal(0, 1, 2000))
@@ -80,21 +55,6 @@ def test_a_competitor_must_err_less_by_its_margin_to_take_over():
     for margin, chosen in ((0.0, 0), (0.1, -1)):
         past = PastErrors(residuals, [3], False, competitors=[Competitor(walk, walk, margin=margin)], level_steps=1)
         assert lead_errors(past, leads, 0.8).calibration.chosen == [chosen]
-
-
-def test_a_level_over_six_hours_takes_over_where_an_hour_is_noise():
-    rng = np.random.default_rng(2)
-    y = rng.normal(0, 1, 3000)  # a steady level under noise: the longer the median, the better the forecast
-    residuals = rng.normal(0, 1.5, 3000)
-    hourly = [Competitor(y, y)]
-    slower = slower_levels(hourly, 300.0, len(y))
-    assert [competitor.level_steps for competitor in slower] == [72]
-    assert slower_levels(hourly, 3 * 3600.0, len(y)) == []  # six hours of 3h samples is no longer than an hour's 3
-    plan = lead_errors(
-        PastErrors(residuals, [3], False, competitors=hourly + slower, level_steps=12), np.array([1, 12]), 0.8
-    )
-    assert plan.calibration.chosen == [1, 1]
-    assert (plan.shares[1] > 0.5).all() and (plan.shares[1] > plan.shares[0]).all()
 
 
 def test_the_trailing_median_is_pandas_rolling_median_of_the_finite_values():
@@ -110,20 +70,6 @@ def test_the_trailing_median_is_pandas_rolling_median_of_the_finite_values():
         expected = pd.Series(values).rolling(window, min_periods=1).median().to_numpy()
         np.testing.assert_array_equal(trailing_median(values, window), expected)
     assert len(trailing_median(np.array([]), 3)) == 0
-
-
-def test_a_gap_in_a_copied_period_is_bridged_as_pandas_ffill_then_bfill_would():
-    import pandas as pd
-
-    rng = np.random.default_rng(13)
-    step, day = 3600.0, 24
-    y = rng.normal(0, 1, 3 * day)
-    y[:3] = np.nan  # nothing before these: the first sample after them bridges them
-    y[rng.random(len(y)) < 0.3] = np.nan
-    leads = np.arange(1, day + 1)
-    (copy,) = seasonal_copies(y, y, leads, step)
-    filled = pd.Series(y).ffill().bfill().to_numpy()
-    assert np.array_equal(copy.ahead, filled[len(y) - day + (leads - 1) % day])
 
 
 def _walk_past(seed: int) -> PastErrors:
