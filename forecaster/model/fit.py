@@ -19,7 +19,7 @@ from forecaster.duration import DAY
 from forecaster.errors import SeriesSkipped, SkipReason
 from forecaster.model import prophet
 from forecaster.model.cleaning import Prepared, bounds, prepare
-from forecaster.model.competitors import Competitor, level_window, seasonal_copies, slower_levels
+from forecaster.model.competitors import Competitor, latest_points, level_window, seasonal_copies, slower_levels
 from forecaster.model.correction import Calibration, PastErrors, anchor_windows, lead_errors, new_level
 from forecaster.model.frame import FitResult, Frame, frame_times
 from forecaster.model.options import FitSpec
@@ -126,12 +126,17 @@ def _residual_band(
         level, slope = trend[:n], np.concatenate(([0.0], np.diff(trend[:n])))
     windows = anchor_windows(spec.step, n) if options.residual_correction else [1]
     window = level_window(spec.step, n)
-    # The simple competitors: the recent level (over an hour and over six) as it is, and with Prophet's seasonality
-    # taken out and added back; the series a day and a week earlier.
+    # The simple competitors: the recent level (over an hour, over six, and the latest sample up to an hour ahead) as
+    # it is, and with Prophet's seasonality taken out and added back; the series a day and a week earlier.
     competitors = []
     if options.residual_correction:
-        competitors = [Competitor(y, prepared.raw), Competitor(y - rest[:n], prepared.raw - rest[:n], rest[n:])]
-        competitors += slower_levels(competitors, spec.step, n) + seasonal_copies(y, prepared.raw, leads, spec.step)
+        recent_levels = [Competitor(y, prepared.raw), Competitor(y - rest[:n], prepared.raw - rest[:n], rest[n:])]
+        competitors = (
+            recent_levels
+            + slower_levels(recent_levels, spec.step, n)
+            + seasonal_copies(y, prepared.raw, leads, spec.step)
+            + latest_points(recent_levels, spec.step, n)
+        )
     past = PastErrors(
         residuals=y - rest[:n] - level,
         windows=windows,

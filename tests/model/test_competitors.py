@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forecaster.model.competitors import Competitor, seasonal_copies, slower_levels
+from forecaster.model.competitors import Competitor, latest_points, seasonal_copies, slower_levels
 from forecaster.model.correction import PastErrors, lead_errors
 
 
@@ -53,3 +53,19 @@ def test_a_gap_in_a_copied_period_is_bridged_as_pandas_ffill_then_bfill_would():
     (copy,) = seasonal_copies(y, y, leads, step)
     filled = pd.Series(y).ffill().bfill().to_numpy()
     assert np.array_equal(copy.ahead, filled[len(y) - day + (leads - 1) % day])
+
+
+def test_the_latest_sample_takes_over_the_first_hour_of_a_series_that_wanders():
+    rng = np.random.default_rng(6)
+    walk = np.cumsum(rng.normal(0, 1, 3000))  # an hour's median lags it: its middle is half an hour old
+    residuals = rng.normal(0, 8, 3000)  # a model that does worse than either level
+    hourly = [Competitor(walk, walk)]
+    latest = latest_points(hourly, 300.0, len(walk))
+    assert [(competitor.level_steps, competitor.reach) for competitor in latest] == [(1, 12)]
+    assert latest_points(hourly, 300.0, 7) == []  # so short a history's level is its latest sample already
+    leads = np.arange(1, 25)
+    plan = lead_errors(PastErrors(residuals, [3], False, competitors=hourly + latest, level_steps=12), leads, 0.8)
+    chosen = dict(zip(plan.calibration.probe, plan.calibration.chosen, strict=True))
+    assert chosen[1] == chosen[12] == 1
+    assert chosen[13] == 0 and chosen[24] == 0  # beyond its reach the hour's median takes over again
+    assert (plan.shares[1][:12] > 0.5).all() and (plan.shares[1][12:] == 0.0).all()
