@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from forecaster.model.band import quantiles_at
 from forecaster.model.combination import combination_weights, simplex_least_squares
 from forecaster.model.competitors import Competitor
 from forecaster.model.correction import Calibration, PastErrors, lead_errors, new_level
@@ -111,10 +112,28 @@ def test_choices_that_are_stale_or_not_this_fits_are_made_afresh(at, change):
 def test_a_calibration_read_back_from_a_state_file_is_the_one_written_and_garbage_is_none():
     first = lead_errors(_walk_past(1), np.arange(1, 289), 0.8, at=5.0).calibration
     assert Calibration.from_json(orjson.loads(orjson.dumps(first.to_json()))) == first
-    # An earlier version's, without the competitors' shares, is chosen afresh rather than read as all-Prophet.
-    earlier = {key: value for key, value in first.to_json().items() if key != "mixes"}
-    for garbage in (None, {}, {"at": "x"}, {**first.to_json(), "tails": [0.1]}, earlier):
+    # Earlier versions', without the competitors' shares or the band's scales, are chosen afresh rather than read
+    # as all-Prophet or unscaled.
+    earlier = [{key: value for key, value in first.to_json().items() if key != drop} for drop in ("mixes", "scales")]
+    for garbage in (None, {}, {"at": "x"}, {**first.to_json(), "tails": [0.1]}, *earlier):
         assert Calibration.from_json(garbage) is None
+
+
+def test_the_band_shrinks_to_the_size_of_the_mixed_forecasts_past_errors():
+    rng = np.random.default_rng(12)
+    n = 4000
+    residuals = rng.normal(0, 1, n)  # the model's errors at every lead
+    # A level whose next value errs as much as the model, independently: the combination is about half each.
+    level = rng.normal(0, np.sqrt(0.5), n)
+    past = PastErrors(residuals, [3], False, competitors=[Competitor(level, level, level_steps=1)])
+    plan = lead_errors(past, np.array([1]), 0.8)
+    chosen = plan.calibration.chosen[0]
+    errors = residuals[1:] if chosen == -1 else level[1:] - level[:-1]
+    low, high = quantiles_at(errors, plan.calibration.tails[0])
+    scale = plan.calibration.scales[0]
+    # Half the chosen one, half an even mix: 0.75 and 0.25 of two independent errors, sqrt(0.625) as large.
+    assert scale == pytest.approx(np.sqrt(0.625), abs=0.03)
+    assert plan.low[0] == pytest.approx(scale * low) and plan.high[0] == pytest.approx(scale * high)
 
 
 def test_the_combination_is_the_least_squares_point_of_the_simplex():
