@@ -116,7 +116,6 @@ class Calibration:
             and all(window == 0 or window in past.windows for window in self.anchors)
             and all(-1 <= chosen < len(past.competitors) for chosen in self.chosen)
             and all(len(mix) == len(past.competitors) for mix in self.mixes)
-            and len(self.scales) == len(self.probe)
         )
 
     def to_json(self) -> dict[str, Any]:
