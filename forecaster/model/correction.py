@@ -346,10 +346,11 @@ def _mix(scored: dict[int, np.ndarray], chosen: int, count: int) -> tuple[list[f
     # series at 0 but for rare spikes, whose exact 0 only the chosen recent level keeps), the choice stands.
     if _mean_abs(weights @ errors) >= alone:
         return [float(share) for share in mix[1:]], 1.0
+    rows = np.array(members) + 1
     mix *= 1 - COMBINED_SHARE
-    mix[np.array(members) + 1] += COMBINED_SHARE * weights
+    mix[rows] += COMBINED_SHARE * weights
     # Below 1: the mixed forecast is a weighted mean of the chosen one and a combination that erred less.
-    return [float(share) for share in mix[1:]], _mean_abs(mix[np.array(members) + 1] @ errors) / alone
+    return [float(share) for share in mix[1:]], _mean_abs(mix[rows] @ errors) / alone
 
 
 def _mean_abs(values: np.ndarray) -> float:

@@ -9,7 +9,6 @@ import orjson
 import pytest
 
 from forecaster.model.band import quantiles_at
-from forecaster.model.combination import combination_weights, simplex_least_squares
 from forecaster.model.competitors import Competitor
 from forecaster.model.correction import Calibration, PastErrors, lead_errors, new_level
 
@@ -134,21 +133,6 @@ def test_the_band_shrinks_to_the_size_of_the_mixed_forecasts_past_errors():
     # Half the chosen one, half an even mix: 0.75 and 0.25 of two independent errors, sqrt(0.625) as large.
     assert scale == pytest.approx(np.sqrt(0.625), abs=0.03)
     assert plan.low[0] == pytest.approx(scale * low) and plan.high[0] == pytest.approx(scale * high)
-
-
-def test_the_combination_is_the_least_squares_point_of_the_simplex():
-    rng = np.random.default_rng(4)
-    for size in (2, 3, 5, 8):
-        errors = rng.normal(size=(size, 500)) + rng.normal(size=(1, 500))  # candidates sharing part of their errors
-        errors[0] *= 3  # one much worse: it may get no weight at all
-        gram = errors @ errors.T / 500
-        weights = simplex_least_squares(gram)
-        assert weights.min() >= 0 and weights.sum() == pytest.approx(1.0)
-        trials = rng.dirichlet(np.ones(size), 20_000)
-        assert weights @ gram @ weights <= np.einsum("ij,jk,ik->i", trials, gram, trials).min() + 1e-12
-    # Two candidates with independent errors of equal size: half each, whose combination errs 1/sqrt(2) as much.
-    independent = rng.normal(size=(2, 20_000))
-    assert combination_weights(independent) == pytest.approx([0.5, 0.5], abs=0.02)
 
 
 def test_where_the_combination_errs_no_less_than_the_chosen_candidate_the_choice_stands():
