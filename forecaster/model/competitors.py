@@ -20,8 +20,10 @@ from forecaster.duration import DAY, WEEK
 # smooth forecast for last period's noise and spells (chosen without it, the copy took nyc_taxi's earlier stretch,
 # ``--cut 20``, from 0.77 to 1.32 times the best baseline at 1h; with it, 0.72).
 COPY_MARGIN = 0.1
-# The longer window over which a competitor may take the series' recent level (see ``slower_levels``).
+# The longer window over which a competitor may take the series' recent level (see ``slower_levels``); on daily data,
+# where six hours are no longer than the hour's three points, a week.
 SLOW_LEVEL = 6 * 3600.0
+SLOW_LEVEL_DAILY = WEEK
 # How far ahead the latest sample alone may compete as the level (see ``latest_points``). Replayed on the captured
 # inputs of the eight backtest sets of ``benchmarks/backtest.py``, pairs below the best baseline went from 98 to 102
 # of 140 with an hour's reach (9 pairs at 1.25 times it or worse, 52 of 70 series calibrated, as before); with half an
@@ -58,13 +60,14 @@ def level_window(step: float, points: int) -> int:
 
 
 def slower_levels(competitors: list[Competitor], step: float, points: int) -> list[Competitor]:
-    """The same competitors with their level taken over six hours instead of ``level_window``'s hour.
+    """The same competitors with their level taken over six hours (a week on daily data) instead of ``level_window``'s
+    hour (three points).
 
     On a noisy series an hour's median is itself noisy, and a day ahead that
     noise is most of the error; six hours smooth it. Each competes like the
     rest, so a series whose level moves within hours keeps the hour.
     """
-    steps = min(max(3, round(SLOW_LEVEL / step)), points // 4)
+    steps = min(max(3, round((SLOW_LEVEL if step < DAY else SLOW_LEVEL_DAILY) / step)), points // 4)
     if steps <= level_window(step, points):
         return []
     return [dataclasses.replace(competitor, level_steps=steps) for competitor in competitors]

@@ -30,7 +30,7 @@ from typing import Any
 import bottleneck as bn
 import numpy as np
 
-from forecaster.duration import DAY
+from forecaster.duration import DAY, WEEK
 from forecaster.model.band import band_tail, quantiles_at
 from forecaster.model.combination import combination_weights
 from forecaster.model.competitors import Competitor
@@ -144,11 +144,16 @@ class Calibration:
 
 
 def anchor_windows(step: float, points: int) -> list[int]:
-    """Trailing windows (in steps) whose median residual may carry into the forecast: three points to a day.
+    """Trailing windows (in steps) whose median residual may carry into the forecast: three points to a day, or to a
+    week on daily data.
 
-    Never a single point on sub-hourly data, where the last sample may be a spike.
+    Never a single point on sub-hourly data, where the last sample may be a spike. On daily data an hour, six hours
+    and a day are all the latest point, which left one and three points; a week's median follows a level that has
+    moved over days without one day's noise (replayed on ten earlier stretches of the daily page views, with the
+    week's level of ``competitors.slower_levels``: pairs below the best baseline 12 to 16 of 20).
     """
-    sizes = {3} | {max(1, round(seconds / step)) for seconds in (3600.0, 6 * 3600.0, DAY)}
+    longest = DAY if step < DAY else WEEK
+    sizes = {3} | {max(1, round(seconds / step)) for seconds in (3600.0, 6 * 3600.0, longest)}
     # A history of fewer than 12 points (min_points allows 3) has room for the latest point alone.
     return sorted(size for size in sizes if size <= max(1, points // 4)) or [1]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from forecaster.duration import DAY
 from forecaster.model.competitors import Competitor, latest_points, seasonal_copies, slower_levels
 from forecaster.model.correction import PastErrors, lead_errors
 
@@ -34,6 +35,7 @@ def test_a_level_over_six_hours_takes_over_where_an_hour_is_noise():
     slower = slower_levels(hourly, 300.0, len(y))
     assert [competitor.level_steps for competitor in slower] == [72]
     assert slower_levels(hourly, 3 * 3600.0, len(y)) == []  # six hours of 3h samples is no longer than an hour's 3
+    assert [competitor.level_steps for competitor in slower_levels(hourly, DAY, len(y))] == [7]  # daily: a week
     plan = lead_errors(
         PastErrors(residuals, [3], False, competitors=hourly + slower, level_steps=12), np.array([1, 12]), 0.8
     )

@@ -8,9 +8,10 @@ import numpy as np
 import orjson
 import pytest
 
+from forecaster.duration import DAY
 from forecaster.model.band import quantiles_at
 from forecaster.model.competitors import Competitor
-from forecaster.model.correction import Calibration, PastErrors, lead_errors, new_level
+from forecaster.model.correction import Calibration, PastErrors, anchor_windows, lead_errors, new_level
 
 
 def test_only_a_shift_beyond_every_earlier_one_is_a_new_level():
@@ -19,6 +20,17 @@ def test_only_a_shift_beyond_every_earlier_one_is_a_new_level():
     assert new_level(residuals, 3) is None
     residuals[-3:] = 9.0
     assert new_level(residuals, 3) == 9.0
+
+
+def test_daily_data_may_carry_a_week_of_residuals_where_sub_daily_data_carries_up_to_a_day():
+    assert anchor_windows(300.0, 8064) == [3, 12, 72, 288]
+    assert anchor_windows(DAY, 1095) == [1, 3, 7]
+    rng = np.random.default_rng(5)
+    # Page views a year long: a level that moves over weeks, under daily noise that hides it from one or three days.
+    level = np.repeat(rng.normal(0, 1, 365 // 15 + 1), 15)[:365]
+    residuals = level + rng.normal(0, 1, 365)
+    plan = lead_errors(PastErrors(residuals, anchor_windows(DAY, 365), True), np.arange(1, 8), 0.8)
+    assert 7 in plan.calibration.anchors
 
 
 def test_the_recent_level_takes_over_where_it_would_have_erred_less():
