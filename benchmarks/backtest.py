@@ -8,6 +8,7 @@ sets only ``name``, ``query``, ``history``, ``step`` and ``horizon``::
 
     .venv/bin/python benchmarks/backtest.py                 # ../shared/data
     .venv/bin/python benchmarks/backtest.py --synthetic     # generated series, not in that folder
+    .venv/bin/python benchmarks/backtest.py --daily         # generated daily series
     .venv/bin/python benchmarks/backtest.py --plain         # the same, with Prophet's own defaults
     .venv/bin/python benchmarks/backtest.py --cut 20        # an earlier stretch of the files long enough for it
 
@@ -128,6 +129,40 @@ def synthetic(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def daily_synthetic(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Daily series shaped like business metrics, 1,200 days (three years of history and the origins), seeded.
+
+    Stand-ins for the daily series of issue 12's held-out set: counts whose weekends and yearly wave scale with a
+    growing or shifted level, a random walk, log page views with multi-day spikes, and an additive yearly wave.
+    """
+    rng = np.random.default_rng(seed)
+    days = np.arange(1200)
+    t = days * DAY
+    weekend = (days + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+    year = np.sin(2 * np.pi * days / 365.25 + rng.uniform(0, 2 * np.pi))
+    n = len(days)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    growth = 1e4 * (1 + 0.0005 * days) * np.where(weekend, 0.7, 1.0) * (1 + 0.1 * year)
+    out["daily_users_growing"] = t, growth * rng.lognormal(0, 0.03, n)
+    shift = np.where(days > n - rng.uniform(30, 50), 1.3, 1.0)
+    out["daily_sales_level_shift"] = (
+        t,
+        500 * shift * np.where(weekend, 1.4, 1.0) * (1 + 0.15 * year) + rng.normal(0, 20, n),
+    )
+    out["daily_cost_random_walk"] = (
+        t,
+        300 + np.cumsum(rng.normal(0, 2, n)) + np.where(weekend, -15, 0) + rng.normal(0, 3, n),
+    )
+    spikes = np.zeros(n)
+    for start in rng.choice(n, 25, replace=False):
+        spikes[start : start + rng.integers(1, 4)] += rng.uniform(0.5, 2.0)
+    wander = np.cumsum(rng.normal(0, 0.02, n))
+    out["daily_log_pageviews_spiky"] = t, 8 + 0.5 * year + 0.2 * weekend + spikes + wander + rng.normal(0, 0.15, n)
+    weather = 10 * np.convolve(rng.normal(0, 1, n + 6), np.ones(7) / 7, "valid")
+    out["daily_heating_yearly"] = t, 100 + 60 * year + np.where(weekend, -10, 0) + weather + rng.normal(0, 4, n)
+    return out
+
+
 def resolution(ts: np.ndarray) -> float:
     gap = float(np.median(np.diff(ts)))
     for step in (300.0, 1800.0, 3600.0, DAY):
@@ -175,7 +210,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder of CSV files (default ../shared/data)")
     parser.add_argument("--synthetic", action="store_true", help="generated series instead of the CSV files")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic series")
+    parser.add_argument("--daily", action="store_true", help="generated daily series instead of the CSV files")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic or daily series")
     parser.add_argument("--plain", action="store_true", help="Prophet's own defaults instead of forecaster's")
     parser.add_argument("--origins", type=int, default=6)
     parser.add_argument(
@@ -192,6 +228,8 @@ def main() -> int:
 
     if args.synthetic:
         series = synthetic(args.seed)
+    elif args.daily:
+        series = daily_synthetic(args.seed)
     else:
         series = {path.stem: read_csv(path) for path in sorted(args.data.glob("*.csv"))}
     if args.cut:
@@ -247,6 +285,8 @@ def main() -> int:
             source.close()
     label = "plain Prophet" if args.plain else "forecaster defaults"
     where = f"synthetic (seed {args.seed})" if args.synthetic else str(args.data)
+    if args.daily:
+        where = f"daily synthetic (seed {args.seed})"
     if args.cut:
         where += f", the last {args.cut:g} days cut off"
     if args.events:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import bottleneck as bn
 import numpy as np
 
-from forecaster.duration import DAY
+from forecaster.duration import DAY, WEEK
 from forecaster.model.options import FitSpec
 
 EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
@@ -98,7 +98,11 @@ def clip_outliers(
 
     The window is six hours (at least 11 points), wide enough that a burst of
     several spiky samples does not become its own median. A local MAD of zero
-    (flat stretches) falls back to a tenth of the series' global MAD.
+    (flat stretches) falls back to a tenth of the series' global MAD. Where
+    the window holds a whole week (daily data), each point is judged against
+    the median plus its weekday's typical departure from it: a weekend that
+    differs from the weekdays stood out from their median as a spike does,
+    and was clipped every week (see ``weekday_departure``).
 
     The latest points are judged against the past alone, where a spike and the
     start of a new level look the same; the run of outlying points that
@@ -108,6 +112,9 @@ def clip_outliers(
     """
     window = max(11, round(6 * 3600 / step) | 1)
     centre = centred(bn.move_median, y, window, 3)
+    week = round(WEEK / step)
+    if 2 <= week <= window:
+        centre = centre + weekday_departure(y - centre, week)
     mad = centred(bn.move_median, np.abs(y - centre), window, 3)
     global_mad = float(np.nanmedian(np.abs(y - np.nanmedian(y))))
     scale = 1.4826 * np.maximum(mad, 0.1 * global_mad)
@@ -123,6 +130,18 @@ def clip_outliers(
     out = y.copy()
     out[outside] = np.clip(y[outside], low[outside], high[outside])
     return out, int(outside.sum())
+
+
+def weekday_departure(departure: np.ndarray, week: int) -> np.ndarray:
+    """At each point, the median ``departure`` of all points at the same place in the week (the grid is regular).
+
+    On daily data with weekends at 0.7 of the weekdays, the rolling median
+    alone had a fifth of the points clipped (240 of 1,096 over three years),
+    and the fitted weekly dip came out far shallower than the data's.
+    """
+    padded = np.concatenate((departure, np.full(-len(departure) % week, np.nan)))
+    typical = np.nan_to_num(bn.nanmedian(padded.reshape(-1, week), axis=0))
+    return np.asarray(typical[np.arange(len(departure)) % week])
 
 
 def centred(move: Callable[..., np.ndarray], values: np.ndarray, window: int, min_count: int) -> np.ndarray:

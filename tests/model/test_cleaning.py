@@ -28,6 +28,21 @@ def test_spikes_are_clipped_but_a_new_level_at_the_end_is_kept():
     assert out[-5:].tolist() == [60.0] * 5
 
 
+def test_a_daily_series_keeps_its_weekends_but_not_its_spikes():
+    rng = np.random.default_rng(1)
+    days = np.arange(1092)
+    weekend = days % 7 >= 5
+    y = 1e4 * np.where(weekend, 0.7, 1.0) * rng.lognormal(0, 0.03, len(days))
+    y[[200, 640]] *= 3  # a weekday and a weekend spike
+    y[641] = np.nan
+    out, clipped = clip_outliers(y, DAY, 5.0)
+    assert clipped == 2
+    assert out[200] < 1.3e4 and out[640] < 1.2e4  # from 3e4 and 2.1e4
+    # Every weekend dip, 30% below the weekdays' median, is what the fit must learn, not an outlier.
+    changed = np.flatnonzero(np.isfinite(y) & (out != y))
+    assert changed.tolist() == [200, 640]
+
+
 @pytest.mark.parametrize(
     ("size", "window", "min_count"),
     [(4033, 73, 3), (30, 73, 3), (5, 11, 3), (2, 11, 3), (4033, 2016, 1008), (900, 2016, 1008)],
