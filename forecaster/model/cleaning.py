@@ -159,9 +159,10 @@ def centred(move: Callable[..., np.ndarray], values: np.ndarray, window: int, mi
     return np.asarray(move(padded, window, min_count=min_count)[lead : lead + len(values)])
 
 
-def prepare(ts: np.ndarray, ys: np.ndarray, spec: FitSpec) -> Prepared:
+def prepare(ts: np.ndarray, ys: np.ndarray, spec: FitSpec, transform_option: str | None = None) -> Prepared:
+    """The history on its grid, transformed and clipped; ``transform_option`` overrides ``spec.model.transform``."""
     grid, y = to_grid(ts, ys, spec.step)
-    transform, offset = choose_transform(ys, spec.model.transform)
+    transform, offset = choose_transform(ys, transform_option or spec.model.transform)
     if transform == "log":
         y = np.log(y + offset)
     raw, clipped = y, 0

@@ -23,7 +23,7 @@ from forecaster.model.competitors import Competitor, latest_points, level_window
 from forecaster.model.correction import Calibration, PastErrors, anchor_windows, lead_errors, new_level
 from forecaster.model.frame import FitResult, Frame, frame_times
 from forecaster.model.options import FitSpec
-from forecaster.model.seasonality import kept_weekly_order, prophet_options, tests_weekly
+from forecaster.model.seasonality import kept_weekly_order, prophet_options, scales_with_level, tests_weekly
 from forecaster.model.trend import LINE_SHARE, choose_trend, damp, rate_drift, trailing_line, trend_surprise
 from forecaster.series import finite
 
@@ -53,6 +53,8 @@ def fit_predict(
         flat = np.full(len(ds), ys[0])
         return FitResult(Frame(ds, flat, flat.copy(), flat.copy()), {}, len(ts))
     prepared = prepare(ts, ys, spec)
+    if scales_with_level(prepared, spec):
+        prepared = prepare(ts, ys, spec, "log")
     origin = float(prepared.grid[-1])
     kept = warm_start.get("weekly") if warm_start else None
     weekly = kept_weekly_order(kept, origin, spec.step)

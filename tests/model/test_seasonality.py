@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from devtools.synthetic import Signal
 from forecaster.duration import DAY
 from forecaster.model import seasonality
-from forecaster.model.seasonality import seasonalities, weekly_order
+from forecaster.model.cleaning import prepare
+from forecaster.model.fit import fit_predict
+from forecaster.model.options import FitSpec, ModelOptions
+from forecaster.model.seasonality import scales_with_level, seasonalities, weekly_order
 
 STEP = 300.0
 
@@ -76,3 +81,49 @@ def test_a_weekly_order_is_kept_for_a_day_at_the_same_step():
     assert seasonality.kept_weekly_order(chosen, 1_000_000.0, 60.0) is None
     for garbled in (None, {}, {"at": "x", "step": STEP, "order": 3}, {**chosen, "order": 7}, [1, 2, 3]):
         assert seasonality.kept_weekly_order(garbled, 1_000_000.0, STEP) is None
+
+
+def _daily(weekends: float, growth: float, multiplicative: bool, **model: object) -> tuple[np.ndarray, FitSpec]:
+    rng = np.random.default_rng(4)
+    days = np.arange(1100)
+    base = 1e4 * (1 + growth * days)
+    weekend = (days + 3) % 7 >= 5
+    shape = base * np.where(weekend, weekends, 1.0) if multiplicative else base - np.where(weekend, 3e3, 0.0)
+    spec = FitSpec(step=DAY, horizon=7 * DAY, interval_width=0.8, min_points=20, model=ModelOptions(**model))  # type: ignore[arg-type]
+    return shape * rng.lognormal(0, 0.03, len(days)), spec
+
+
+@pytest.mark.parametrize(
+    ("multiplicative", "growth", "model", "step", "expected"),
+    [
+        (True, 0.0005, {}, DAY, True),  # weekends a share of a growing level: fitted in log space
+        (False, 0.0005, {}, DAY, False),  # weekends a fixed amount below it
+        (True, 0.0, {}, DAY, False),  # a share of a level that never moves is a fixed amount too
+        (True, 0.0005, {"transform": "none"}, DAY, False),  # the user's choice stands
+        (True, 0.0005, {}, 3600.0, False),  # sub-daily data keeps its space
+    ],
+)
+def test_daily_shapes_that_scale_with_the_level_are_fitted_in_log_space(
+    multiplicative: bool, growth: float, model: dict[str, object], step: float, expected: bool
+):
+    y, spec = _daily(0.7, growth, multiplicative, **model)
+    spec = dataclasses.replace(spec, step=step)
+    prepared = prepare(np.arange(len(y)) * step, y, spec)
+    assert scales_with_level(prepared, spec) is expected
+
+
+def test_a_growing_daily_count_keeps_its_weekends_a_share_of_its_level():
+    y, spec = _daily(0.7, 0.0005, True)
+    days = np.arange(len(y))
+    truth = 1e4 * (1 + 0.0005 * days) * np.where((days + 3) % 7 >= 5, 0.7, 1.0)
+    times = days * DAY
+    history = len(y) - 7
+    errors = {}
+    for option in ("auto", "none"):
+        chosen = dataclasses.replace(spec, model=spec.model.model_copy(update={"transform": option}))
+        frame = fit_predict(times[:history], y[:history], times[history - 1], chosen).frame
+        ahead = np.searchsorted(times, frame.ds[frame.ds > times[history - 1]])
+        errors[option] = np.abs(frame.yhat[frame.ds > times[history - 1]] - truth[ahead]) / truth[ahead]
+    assert errors["auto"].max() < 0.01
+    # In the series' own space the weekly dip is the history's average one: too shallow at today's level.
+    assert errors["none"].max() > 0.03
