@@ -42,7 +42,8 @@ def band_tail(errors: np.ndarray, alpha: float, lead: int, replayed: bool = True
 
 
 def quantiles_at(errors: np.ndarray, tail: float) -> tuple[float, float]:
-    """The ``tail`` and ``1 - tail`` quantiles of the latest quarter of the errors (at least 20).
+    """The ``tail`` and ``1 - tail`` quantiles of the latest quarter of the errors (at least 20), the one edge moved
+    in where errors tied at the other took more than its ``tail``.
 
     ``np.quantile``'s linear interpolation, to the bit: the band takes
     these at every probed lead of every fit, and ``np.quantile``'s own checks
@@ -60,7 +61,23 @@ def quantiles_at(errors: np.ndarray, tail: float) -> tuple[float, float]:
     ranked = np.sort(latest)
     low = _lerp(float(ranked[below[0]]), float(ranked[above[0]]), low_at - below[0])
     high = _lerp(float(ranked[below[1]]), float(ranked[above[1]]), high_at - below[1])
+    size = len(ranked)
+    # Errors tied at an edge (a series at exactly 0 but for bursts, and a forecast of 0) are all inside the band, so
+    # the other edge moves in by the share they took beyond ``tail``: the band then covers ``1 - 2 tail`` of them.
+    taken_low = tail - int(np.searchsorted(ranked, low, "left")) / size
+    taken_high = tail - (size - int(np.searchsorted(ranked, high, "right"))) / size
+    if taken_low > 1 / size:
+        high = max(low, _quantile(ranked, 1 - tail - taken_low))
+    if taken_high > 1 / size:
+        low = min(high, _quantile(ranked, tail + taken_high))
     return low, high
+
+
+def _quantile(ranked: np.ndarray, level: float) -> float:
+    """``np.quantile(ranked, level)`` of values already sorted."""
+    at = level * (len(ranked) - 1)
+    rank = math.floor(at)
+    return _lerp(float(ranked[rank]), float(ranked[min(rank + 1, len(ranked) - 1)]), at - rank)
 
 
 def _window(errors: np.ndarray) -> int:
@@ -101,17 +118,41 @@ def tail_share(errors: np.ndarray, alpha: float, lead: int, window: int) -> floa
 
 
 def _window_quantiles(rows: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``tails`` and ``1 - tails`` quantiles (rows x tails each), linearly interpolated between ranks.
+    """Each row's ``tails`` and ``1 - tails`` quantiles (rows x tails each), linearly interpolated between ranks, the
+    edges moved for ties as in ``quantiles_at``.
 
     Each row is sorted: numpy's vectorised sort beats a partition at the
     twenty-odd ranks the quantiles need (12 rows of 1,000 errors, 34 times a
     cold fit).
     """
-    positions, below, above = _ranks(np.concatenate((tails, 1 - tails)), rows.shape[1])
+    size = rows.shape[1]
+    positions, below, above = _ranks(np.concatenate((tails, 1 - tails)), size)
     ranked = np.sort(rows, axis=1)
     under, over = ranked[:, below], ranked[:, above]
     quantiles = under + (positions - below) * (over - under)
-    return quantiles[:, : len(tails)], quantiles[:, len(tails) :]
+    count = len(tails)
+    low, high = quantiles[:, :count], quantiles[:, count:]
+    # As in ``quantiles_at``: errors tied at one edge move the other in. An edge can only have taken more than its
+    # share where the rank before it holds the same value, which continuous errors never do: checked first, since
+    # counting every row's errors below each edge tripled the replay's time.
+    before, after = np.maximum(below[:count] - 1, 0), np.minimum(above[count:] + 1, size - 1)
+    if not ((ranked[:, before] == low).any() or (ranked[:, after] == high).any()):
+        return low, high
+    below_low = np.array([np.searchsorted(row, edge, "left") for row, edge in zip(ranked, low, strict=True)])
+    above_high = size - np.array([np.searchsorted(row, edge, "right") for row, edge in zip(ranked, high, strict=True)])
+    taken_low, taken_high = tails - below_low / size, tails - above_high / size
+    high = np.where(taken_low > 1 / size, np.maximum(low, _rows_quantile(ranked, 1 - tails - taken_low)), high)
+    low = np.where(taken_high > 1 / size, np.minimum(high, _rows_quantile(ranked, tails + taken_high)), low)
+    return low, high
+
+
+def _rows_quantile(ranked: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Each sorted row's quantile at its own levels (rows x levels), linearly interpolated between ranks."""
+    positions = np.clip(levels, 0.0, 1.0) * (ranked.shape[1] - 1)
+    below = np.floor(positions).astype(np.int64)
+    above = np.minimum(below + 1, ranked.shape[1] - 1)
+    under, over = np.take_along_axis(ranked, below, axis=1), np.take_along_axis(ranked, above, axis=1)
+    return np.asarray(under + (positions - below) * (over - under))
 
 
 def _ranks(levels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -66,6 +66,12 @@ def _tail_share_directly(errors: np.ndarray, alpha: float, lead: int, window: in
             below = np.floor(position).astype(np.int64)
             above = np.minimum(below + 1, window - 1)
             low, high = ranked[below] + (position - below) * (ranked[above] - ranked[below])
+            # Errors tied at one edge beyond its share of the tail move the other edge in by what they took.
+            beneath, beyond = np.mean(ranked < low), np.mean(ranked > high)
+            if tail - beneath > 1 / window:
+                high = max(low, np.quantile(ranked, 1 - 2 * tail + beneath))
+            if tail - beyond > 1 / window:
+                low = min(high, np.quantile(ranked, 2 * tail - beyond))
             inside += int(((errors[begin:end] >= low) & (errors[begin:end] <= high)).sum())
         if inside / (len(errors) - start) >= 1 - 2 * alpha:
             return tail
@@ -73,12 +79,32 @@ def _tail_share_directly(errors: np.ndarray, alpha: float, lead: int, window: in
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_the_replay_counts_each_later_error_against_the_band_of_its_own_check(seed):
+@pytest.mark.parametrize("zeros", [0.0, 0.8])
+def test_the_replay_counts_each_later_error_against_the_band_of_its_own_check(seed, zeros):
     rng = np.random.default_rng(seed)
     size = int(rng.integers(600, 5000))
     spells = np.repeat(rng.uniform(0.5, 6, 8), size // 8 + 1)[:size]
     errors = rng.normal(0, 1, size) * spells
     errors[::7] = np.round(errors[::7], 1)  # ties on the band's edges
+    if zeros:
+        # Bursts from an idle 0, whose share of the errors varies from check to check: tied at the lower edge.
+        idle = np.repeat(rng.uniform(zeros - 0.3, zeros + 0.1, 8), size // 8 + 1)[:size]
+        errors = np.where(rng.random(size) < idle, 0.0, np.abs(errors))
     for lead in (1, 12, 288):
         window = max(size // 4, 20)
         assert tail_share(errors, 0.1, lead, window) == _tail_share_directly(errors, 0.1, lead, window)
+
+
+def test_errors_tied_at_one_edge_move_the_other_edge_in():
+    # A series at exactly 0 but for bursts, forecast at 0: most errors are exactly 0, at the band's lower edge.
+    rng = np.random.default_rng(3)
+    bursts = rng.lognormal(8, 2, 4000)
+    mostly = np.where(rng.random(4000) < 0.85, 0.0, bursts)
+    assert np.quantile(mostly[-1000:], 0.9) > 0  # the equal-tailed band would reach into the bursts and cover 90%
+    assert quantiles_at(mostly, 0.1) == (0.0, 0.0)  # the 0s alone are more than 80% of the errors
+    often = np.where(rng.random(4000) < 0.6, 0.0, bursts)
+    low, high = quantiles_at(often, 0.1)
+    latest = often[-1000:]
+    assert low == 0.0 and np.mean((latest >= low) & (latest <= high)) == pytest.approx(0.8, abs=0.002)
+    # At the upper edge (a ratio pinned at 1, a forecast of 1), the lower edge moves up.
+    assert quantiles_at(-often, 0.1) == pytest.approx((-high, 0.0))
