@@ -98,7 +98,7 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def synthetic(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Series shaped like infrastructure metrics, 5 minutes apart over 21 days (42 for the last two), seeded."""
+    """Series shaped like infrastructure metrics, 5 minutes apart over 21 days (42 for the two stand-ins), seeded."""
     rng = np.random.default_rng(seed)
     t = np.arange(0, 21 * DAY, 300.0)
     day = np.sin(2 * np.pi * t / DAY)
@@ -126,6 +126,8 @@ def synthetic(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out["queue_level_shift_week_ago"] = long, shifted
     half_hourly = np.arange(0, 42 * DAY, 1800.0)
     out["electricity_demand_weekend_shape"] = half_hourly, demand(half_hourly, seed)
+    # A CPU at 100% for hours around each daily peak, under a name that does not say it is a percentage.
+    out["node_busy_pinned"] = t, np.minimum(90 + 20 * day + rng.normal(0, 5, len(t)), 100.0)
     return out
 
 

@@ -29,6 +29,10 @@ from forecaster.model.options import FitSpec
 EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 _PERCENT_HINT = re.compile(r"percent|pct|utili[sz]ation", re.IGNORECASE)
 _RATIO_HINT = re.compile(r"ratio|fraction", re.IGNORECASE)
+# A series pinned at its maximum or minimum (see ``pinned_edge``): this share of its samples there, and this many
+# times as many as at the next value.
+PINNED_SHARE = 0.01
+PINNED_OVER_NEXT = 10
 
 
 @dataclass(frozen=True)
@@ -195,4 +199,29 @@ def bounds(ys: np.ndarray, spec: FitSpec) -> tuple[float | None, float | None]:
             upper = 1.0
         elif ys.max() <= 100 and _PERCENT_HINT.search(spec.hint):
             upper = 100.0
+    if upper is None:
+        upper = pinned_edge(ys)
+    if lower is None:
+        pinned = pinned_edge(-ys)
+        lower = None if pinned is None else -pinned
     return lower, upper
+
+
+def pinned_edge(ys: np.ndarray) -> float | None:
+    """The history's maximum where the series is pinned there (a CPU at 100, a pool at its size), else None.
+
+    Pinned: at least ``PINNED_SHARE`` of the samples sit at exactly the
+    maximum, ``PINNED_OVER_NEXT`` times as many as at the next value below
+    it. A smooth fit of a clipped shape overshoots the clip, and where the
+    series sits at it the forecast then errs where ``last_value`` is exact;
+    a count that steps between neighbouring values (a replica count
+    growing from 4 to 5) is at its maximum about as often as below it, and
+    keeps its room to grow. Of ``-ys``, the minimum negated.
+    """
+    top = float(ys.max())
+    at_top = int(np.count_nonzero(ys == top))
+    if at_top < PINNED_SHARE * len(ys):
+        return None
+    below = ys[ys < top]
+    at_next = int(np.count_nonzero(below == below.max())) if len(below) else 0
+    return top if at_top >= PINNED_OVER_NEXT * at_next else None

@@ -84,3 +84,15 @@ def test_bounds_are_detected_conservatively_and_can_be_set():
     assert bounds(np.array([-1.0, 1.0]), FitSpec(STEP, DAY, 0.8, 20, hint="ratio")) == (None, None)
     assert bounds(percent, _spec(bounds="none")) == (None, None)
     assert bounds(percent, _spec(lower=5.0)) == (5.0, None)
+
+
+def test_a_series_pinned_at_its_maximum_or_minimum_is_bounded_there():
+    rng = np.random.default_rng(5)
+    busy = np.minimum(rng.normal(90, 10, 2000), 100.0)  # a CPU at 100 for a sixth of the time, under no telling name
+    assert bounds(busy, FitSpec(STEP, DAY, 0.8, 20, hint="node_busy")) == (0.0, 100.0)
+    assert bounds(-busy, FitSpec(STEP, DAY, 0.8, 20, hint="node_busy")) == (-100.0, None)
+    # A count stepping between neighbouring values, or at its maximum only now and then, keeps its room to grow.
+    replicas = rng.choice([4.0, 5.0], 2000, p=[0.4, 0.6])
+    assert bounds(replicas, FitSpec(STEP, DAY, 0.8, 20, hint="replicas")) == (0.0, None)
+    counts = rng.poisson(3, 2000).astype(float)
+    assert bounds(counts, FitSpec(STEP, DAY, 0.8, 20, hint="requests")) == (0.0, None)

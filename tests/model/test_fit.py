@@ -49,6 +49,15 @@ def test_a_series_that_is_never_negative_is_never_forecast_negative():
 
 
 @pytest.mark.slow
+def test_a_series_pinned_at_its_ceiling_is_never_forecast_above_it():
+    rng = np.random.default_rng(8)
+    t = np.arange(0, 14 * DAY, STEP)
+    y = np.minimum(_daily(t) - 10 + rng.normal(0, 5, len(t)), 100.0)  # at 100 for hours around each daily peak
+    frame = fit_predict(t, y, t[-1] + STEP, _spec()).frame
+    assert frame.yhat.max() == 100.0 and frame.yhat_upper.max() == 100.0
+
+
+@pytest.mark.slow
 def test_a_level_shift_never_seen_before_is_carried_forward():
     rng = np.random.default_rng(5)
     t = np.arange(0, 7 * DAY, STEP)
