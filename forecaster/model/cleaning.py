@@ -24,6 +24,7 @@ import bottleneck as bn
 import numpy as np
 
 from forecaster.duration import DAY, WEEK
+from forecaster.model.band import quantiles_at
 from forecaster.model.options import FitSpec
 
 EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
@@ -33,6 +34,8 @@ _RATIO_HINT = re.compile(r"ratio|fraction", re.IGNORECASE)
 # times as many as at the next value.
 PINNED_SHARE = 0.01
 PINNED_OVER_NEXT = 10
+# Fewer samples at a pinned edge than this with a value a lead later, and the history cannot say what follows.
+HELD_MIN_SAMPLES = 10
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,42 @@ def bounds(ys: np.ndarray, spec: FitSpec) -> tuple[float | None, float | None]:
         pinned = pinned_edge(-ys)
         lower = None if pinned is None else -pinned
     return lower, upper
+
+
+def held_at_edge(
+    values: np.ndarray, edge: float, leads: np.ndarray, width: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """What followed the history's samples at ``edge`` at each lead (in steps): the share still at the edge, and the
+    ``width`` band of the values that followed them; None unless the latest value sits at the edge.
+
+    The values that followed a sample at the edge are the series' own
+    distribution given where it is now; the band is their quantiles as
+    ``model.band.quantiles_at`` takes errors' (the latest quarter of them,
+    the edge's ties moving the other end in). Computed at up to 40
+    log-spaced leads and interpolated between them; a lead with fewer than
+    ``HELD_MIN_SAMPLES`` samples at the edge that far from the end takes
+    the figures of the last lead with enough. ``values`` are on the step
+    grid (NaN: no sample).
+    """
+    at = values == edge
+    n = len(values)
+    if n < 2 or not at[-1]:
+        return None
+    starts = np.flatnonzero(at)
+    probe = np.unique(np.round(np.geomspace(1, max(int(leads.max()), 1), 40)).astype(np.int64))
+    shares, lows, highs = (np.full(len(probe), np.nan) for _ in range(3))
+    for i, lead in enumerate(probe):
+        later = values[starts[starts + lead < n] + lead]
+        later = later[np.isfinite(later)]
+        if len(later) >= HELD_MIN_SAMPLES:
+            shares[i] = np.mean(later == edge)
+            lows[i], highs[i] = quantiles_at(later, (1 - width) / 2)
+    known = np.isfinite(shares)
+    if not known.any():
+        return None
+    lag = np.minimum(leads, probe[known][-1])
+    share, low, high = (np.interp(lag, probe[known], curve[known]) for curve in (shares, lows, highs))
+    return share, low, high
 
 
 def pinned_edge(ys: np.ndarray) -> float | None:

@@ -18,7 +18,7 @@ import numpy as np
 from forecaster.duration import DAY
 from forecaster.errors import SeriesSkipped, SkipReason
 from forecaster.model import prophet
-from forecaster.model.cleaning import Prepared, bounds, prepare
+from forecaster.model.cleaning import Prepared, bounds, held_at_edge, pinned_edge, prepare, to_grid
 from forecaster.model.competitors import Competitor, latest_points, level_window, seasonal_copies, slower_levels
 from forecaster.model.correction import Calibration, PastErrors, anchor_windows, lead_errors, new_level
 from forecaster.model.frame import FitResult, Frame, frame_times
@@ -84,6 +84,8 @@ def fit_predict(
             SkipReason.PREDICT_FAILED, f"Prophet could not predict: {exc.__class__.__name__}: {exc}"
         ) from exc
     yhat, lower, upper = (prepared.untransform(a) for a in (fitted.yhat, fitted.yhat_lower, fitted.yhat_upper))
+    if spec.model.bounds == "auto":
+        yhat, lower, upper = _held_at_pinned_edges(ts, ys, ds, spec, (yhat, lower, upper))
     low_bound, high_bound = bounds(ys, spec)
     if low_bound is not None or high_bound is not None:
         yhat, lower, upper = (np.clip(a, low_bound, high_bound) for a in (yhat, lower, upper))
@@ -103,6 +105,34 @@ def fit_predict(
         order = int(options["weekly_seasonality"] or 0)
         params["weekly"] = kept if weekly is not None else {"at": origin, "step": spec.step, "order": order}
     return FitResult(Frame(ds, yhat, lower, upper), params, len(ts), choices)
+
+
+def _held_at_pinned_edges(
+    ts: np.ndarray, ys: np.ndarray, ds: np.ndarray, spec: FitSpec, frame: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The forecast and band of a series sitting at a pinned edge now (see ``cleaning.pinned_edge``).
+
+    Where the history stayed at the edge more often than not that far
+    after a sample there (``held_at_edge``), the forecast is the edge, the
+    median of what followed, as ``last_value`` is, where a smooth fit of
+    the clipped shape falls short of it; the band there is that of what
+    followed.
+    """
+    yhat, lower, upper = frame
+    highest, lowest = pinned_edge(ys), pinned_edge(-ys)
+    edges = [edge for edge in (highest, None if lowest is None else -lowest) if edge is not None and edge == ys[-1]]
+    if not edges:
+        return yhat, lower, upper
+    _, values = to_grid(ts, ys, spec.step)
+    leads = np.maximum(np.round((ds - ts[-1]) / spec.step).astype(np.int64), 1)
+    for edge in edges:
+        if (followed := held_at_edge(values, edge, leads, spec.interval_width)) is None:
+            continue
+        share, low_then, high_then = followed
+        held = share > 0.5
+        yhat = np.where(held, edge, yhat)
+        lower, upper = np.where(held, low_then, lower), np.where(held, high_then, upper)
+    return yhat, np.minimum(lower, yhat), np.maximum(upper, yhat)
 
 
 def _residual_band(

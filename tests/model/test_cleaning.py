@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from forecaster.duration import DAY
-from forecaster.model.cleaning import bounds, centred, choose_transform, clip_outliers, to_grid
+from forecaster.model.cleaning import bounds, centred, choose_transform, clip_outliers, held_at_edge, to_grid
 from forecaster.model.options import FitSpec, ModelOptions
 
 STEP = 300.0
@@ -96,3 +96,21 @@ def test_a_series_pinned_at_its_maximum_or_minimum_is_bounded_there():
     assert bounds(replicas, FitSpec(STEP, DAY, 0.8, 20, hint="replicas")) == (0.0, None)
     counts = rng.poisson(3, 2000).astype(float)
     assert bounds(counts, FitSpec(STEP, DAY, 0.8, 20, hint="requests")) == (0.0, None)
+
+
+def test_what_followed_a_pinned_edge_is_the_share_still_there_and_the_band_of_the_rest():
+    # At 100, it stays there with probability 0.9 a step; away from it, back at 100 with 0.3, else around 80.
+    rng = np.random.default_rng(9)
+    values, at_edge = np.empty(6000), True
+    for i in range(len(values)):
+        at_edge = rng.random() < (0.9 if at_edge else 0.3)
+        values[i] = 100.0 if at_edge else rng.normal(80, 5)
+    values[-1] = 100.0
+    share, low, high = held_at_edge(values, 100.0, np.array([1, 2, 288]), 0.8)
+    assert share[0] == pytest.approx(0.9, abs=0.02) and share[1] == pytest.approx(0.9**2 + 0.1 * 0.3, abs=0.03)
+    assert share[2] == pytest.approx(0.75, abs=0.03)  # the chain's long-run share at the edge: 0.3 / 0.4
+    assert high.tolist() == [100.0] * 3 and low[0] == 100.0  # the edge alone covers 90% a step ahead
+    # A day ahead a quarter of what follows is around 80; the band takes only the share of it that 80% needs.
+    assert 80 < low[2] < 90
+    values[-1] = 99.0
+    assert held_at_edge(values, 100.0, np.array([1]), 0.8) is None

@@ -55,6 +55,11 @@ def test_a_series_pinned_at_its_ceiling_is_never_forecast_above_it():
     y = np.minimum(_daily(t) - 10 + rng.normal(0, 5, len(t)), 100.0)  # at 100 for hours around each daily peak
     frame = fit_predict(t, y, t[-1] + STEP, _spec()).frame
     assert frame.yhat.max() == 100.0 and frame.yhat_upper.max() == 100.0
+    # Ending at 100, near a peak: the forecast stays at 100 as long as the history stayed there, as last_value does.
+    peak = t < 13.3 * DAY
+    frame = fit_predict(t[peak], y[peak], t[peak][-1] + STEP, _spec()).frame
+    assert y[peak][-1] == 100.0
+    assert frame.yhat[:12].tolist() == [100.0] * 12
 
 
 @pytest.mark.slow
