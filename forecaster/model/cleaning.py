@@ -36,6 +36,10 @@ PINNED_SHARE = 0.01
 PINNED_OVER_NEXT = 10
 # Fewer samples at a pinned edge than this with a value a lead later, and the history cannot say what follows.
 HELD_MIN_SAMPLES = 10
+# Where the share of samples at a pinned edge differs this much between hours of the day, only those within
+# HELD_PHASE of the latest sample's time of day say what follows it.
+HELD_DAILY_SPREAD = 0.5
+HELD_PHASE = 1800.0
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,7 @@ def bounds(ys: np.ndarray, spec: FitSpec) -> tuple[float | None, float | None]:
 
 
 def held_at_edge(
-    values: np.ndarray, edge: float, leads: np.ndarray, width: float
+    values: np.ndarray, edge: float, leads: np.ndarray, width: float, step: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """What followed the history's samples at ``edge`` at each lead (in steps): the share still at the edge, and the
     ``width`` band of the values that followed them; None unless the latest value sits at the edge.
@@ -230,6 +234,17 @@ def held_at_edge(
     if n < 2 or not at[-1]:
         return None
     starts = np.flatnonzero(at)
+    if step < DAY and n * step >= 2 * DAY:
+        # A series at the edge at some hours more than others (an office's traffic, at 0 every night) stays there
+        # for hours at 22:00 but not at 6:00, and pooled over the night, what followed would say it does: then only
+        # the samples at the latest one's time of day say what follows it.
+        before = (np.arange(n)[::-1] * step) % DAY
+        hours = np.minimum((before // 3600).astype(np.int64), 23)
+        known = np.isfinite(values)
+        share = np.bincount(hours[known], at[known], 24) / np.maximum(np.bincount(hours[known], minlength=24), 1)
+        if np.ptp(share) >= HELD_DAILY_SPREAD:
+            apart = before[starts]
+            starts = starts[np.minimum(apart, DAY - apart) <= HELD_PHASE]
     probe = np.unique(np.round(np.geomspace(1, max(int(leads.max()), 1), 40)).astype(np.int64))
     shares, lows, highs = (np.full(len(probe), np.nan) for _ in range(3))
     for i, lead in enumerate(probe):

@@ -126,7 +126,7 @@ def _held_at_pinned_edges(
     _, values = to_grid(ts, ys, spec.step)
     leads = np.maximum(np.round((ds - ts[-1]) / spec.step).astype(np.int64), 1)
     for edge in edges:
-        if (followed := held_at_edge(values, edge, leads, spec.interval_width)) is None:
+        if (followed := held_at_edge(values, edge, leads, spec.interval_width, spec.step)) is None:
             continue
         share, low_then, high_then = followed
         held = share > 0.5

@@ -106,11 +106,26 @@ def test_what_followed_a_pinned_edge_is_the_share_still_there_and_the_band_of_th
         at_edge = rng.random() < (0.9 if at_edge else 0.3)
         values[i] = 100.0 if at_edge else rng.normal(80, 5)
     values[-1] = 100.0
-    share, low, high = held_at_edge(values, 100.0, np.array([1, 2, 288]), 0.8)
+    share, low, high = held_at_edge(values, 100.0, np.array([1, 2, 288]), 0.8, 3600.0)
     assert share[0] == pytest.approx(0.9, abs=0.02) and share[1] == pytest.approx(0.9**2 + 0.1 * 0.3, abs=0.03)
     assert share[2] == pytest.approx(0.75, abs=0.03)  # the chain's long-run share at the edge: 0.3 / 0.4
     assert high.tolist() == [100.0] * 3 and low[0] == 100.0  # the edge alone covers 90% a step ahead
     # A day ahead a quarter of what follows is around 80; the band takes only the share of it that 80% needs.
     assert 80 < low[2] < 90
     values[-1] = 99.0
-    assert held_at_edge(values, 100.0, np.array([1]), 0.8) is None
+    assert held_at_edge(values, 100.0, np.array([1]), 0.8, 3600.0) is None
+
+
+def test_what_followed_a_pinned_edge_is_read_at_the_same_time_of_day_where_the_edge_keeps_hours():
+    # An office's traffic: 0 from 19:00 to 7:00, busy in between; 28 days of 5-minute samples.
+    rng = np.random.default_rng(10)
+    t = np.arange(0, 28 * DAY, STEP)
+    hour = (t % DAY) / 3600
+    traffic = np.where((hour >= 7) & (hour < 19), 100 + rng.normal(0, 10, len(t)), 0.0)
+    leads = np.array([12, 72])  # an hour and six hours ahead
+    at_ten_at_night = traffic[: np.flatnonzero(hour == 22.0)[-1] + 1]
+    share, _, _ = held_at_edge(at_ten_at_night, 0.0, leads, 0.8, STEP)
+    assert share.tolist() == [1.0, 1.0]  # still at 0 at 23:00 and 4:00
+    at_six_in_the_morning = traffic[: np.flatnonzero(hour == 6.0)[-1] + 1]
+    share, _, _ = held_at_edge(at_six_in_the_morning, 0.0, leads, 0.8, STEP)
+    assert share[1] < 0.05  # busy by noon; pooled over the night, half of the 0s were followed by 0s six hours on
