@@ -2,7 +2,7 @@
 
     options.py        ModelOptions (config key ``model``) and FitSpec: what a fit is asked to do
     frame.py          Frame: the forecast served, stored and scored; the frame's times
-    cleaning.py       the step grid, the log transform, clipped spikes, safe bounds
+    cleaning.py       the step grid, the log transform, clipped spikes, safe bounds, pinned edges
     seasonality.py    which seasonalities a series gets (weekly only when it repeats), Prophet's options
     stan_json.py      a faster writer for the JSON files Stan reads its data and initial values from
     stan_design.py    what Prophet's fit hands Stan, built with numpy; the curves its parameters describe

@@ -1,4 +1,4 @@
-"""Preparing a history for the fit: the step grid, the transform, clipped spikes, safe bounds.
+"""Preparing a history for the fit: the step grid, the transform, clipped spikes, safe bounds, pinned edges.
 
 Decides what the fit sees and what the forecast may say:
 
@@ -10,7 +10,9 @@ Decides what the fit sees and what the forecast may say:
   seasonality, but the raw values are kept
   too: spikes will happen again, and the band should say how often;
 - a series that was never negative is never forecast negative, and a percent
-  or ratio series stays within 0–100 or 0–1.
+  or ratio series stays within 0–100 or 0–1;
+- a series pinned at its highest or lowest value stays within it, and while it
+  sits there, what followed such samples in its history is its forecast.
 """
 
 from __future__ import annotations
@@ -240,8 +242,8 @@ def held_at_edge(
         # the samples at the latest one's time of day say what follows it.
         before = (np.arange(n)[::-1] * step) % DAY
         hours = np.minimum((before // 3600).astype(np.int64), 23)
-        known = np.isfinite(values)
-        share = np.bincount(hours[known], at[known], 24) / np.maximum(np.bincount(hours[known], minlength=24), 1)
+        sampled = np.isfinite(values)
+        share = np.bincount(hours[sampled], at[sampled], 24) / np.maximum(np.bincount(hours[sampled], minlength=24), 1)
         if np.ptp(share) >= HELD_DAILY_SPREAD:
             apart = before[starts]
             starts = starts[np.minimum(apart, DAY - apart) <= HELD_PHASE]
