@@ -53,14 +53,8 @@ def quantiles_at(errors: np.ndarray, tail: float) -> tuple[float, float]:
     interpolation are a few scalars, done in Python's floats (the same IEEE
     doubles) rather than numpy calls on 2-element arrays.
     """
-    latest = errors[-_window(errors) :]
-    last = len(latest) - 1
-    low_at, high_at = tail * last, (1 - tail) * last
-    below = [math.floor(low_at), math.floor(high_at)]
-    above = [min(rank + 1, last) for rank in below]
-    ranked = np.sort(latest)
-    low = _lerp(float(ranked[below[0]]), float(ranked[above[0]]), low_at - below[0])
-    high = _lerp(float(ranked[below[1]]), float(ranked[above[1]]), high_at - below[1])
+    ranked = np.sort(errors[-_window(errors) :])
+    low, high = _quantile(ranked, tail), _quantile(ranked, 1 - tail)
     size = len(ranked)
     # Errors tied at an edge (a series at exactly 0 but for bursts, and a forecast of 0) are all inside the band, so
     # the other edge moves in by the share they took beyond ``tail``: the band then covers ``1 - 2 tail`` of them.
@@ -148,9 +142,7 @@ def _window_quantiles(rows: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, 
 
 def _rows_quantile(ranked: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Each sorted row's quantile at its own levels (rows x levels), linearly interpolated between ranks."""
-    positions = np.clip(levels, 0.0, 1.0) * (ranked.shape[1] - 1)
-    below = np.floor(positions).astype(np.int64)
-    above = np.minimum(below + 1, ranked.shape[1] - 1)
+    positions, below, above = _ranks(np.clip(levels, 0.0, 1.0), ranked.shape[1])
     under, over = np.take_along_axis(ranked, below, axis=1), np.take_along_axis(ranked, above, axis=1)
     return np.asarray(under + (positions - below) * (over - under))
 

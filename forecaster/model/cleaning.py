@@ -208,12 +208,8 @@ def bounds(ys: np.ndarray, spec: FitSpec) -> tuple[float | None, float | None]:
             upper = 1.0
         elif ys.max() <= 100 and _PERCENT_HINT.search(spec.hint):
             upper = 100.0
-    if upper is None:
-        upper = pinned_edge(ys)
-    if lower is None:
-        pinned = pinned_edge(-ys)
-        lower = None if pinned is None else -pinned
-    return lower, upper
+    lowest, highest = pinned_edges(ys)
+    return (lowest if lower is None else lower), (highest if upper is None else upper)
 
 
 def held_at_edge(
@@ -261,6 +257,12 @@ def held_at_edge(
     lag = np.minimum(leads, probe[known][-1])
     share, low, high = (np.interp(lag, probe[known], curve[known]) for curve in (shares, lows, highs))
     return share, low, high
+
+
+def pinned_edges(ys: np.ndarray) -> tuple[float | None, float | None]:
+    """The history's minimum and maximum where the series is pinned there (see ``pinned_edge``), else None."""
+    lowest = pinned_edge(-ys)
+    return (None if lowest is None else -lowest), pinned_edge(ys)
 
 
 def pinned_edge(ys: np.ndarray) -> float | None:

@@ -18,7 +18,7 @@ import numpy as np
 from forecaster.duration import DAY
 from forecaster.errors import SeriesSkipped, SkipReason
 from forecaster.model import prophet
-from forecaster.model.cleaning import Prepared, bounds, held_at_edge, pinned_edge, prepare, to_grid
+from forecaster.model.cleaning import Prepared, bounds, held_at_edge, pinned_edges, prepare, to_grid
 from forecaster.model.competitors import Competitor, latest_points, level_window, seasonal_copies, slower_levels
 from forecaster.model.correction import Calibration, PastErrors, anchor_windows, lead_errors, new_level
 from forecaster.model.frame import FitResult, Frame, frame_times
@@ -110,7 +110,7 @@ def fit_predict(
 def _held_at_pinned_edges(
     ts: np.ndarray, ys: np.ndarray, ds: np.ndarray, spec: FitSpec, frame: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The forecast and band of a series sitting at a pinned edge now (see ``cleaning.pinned_edge``).
+    """The forecast and band of a series sitting at a pinned edge now (see ``cleaning.pinned_edges``).
 
     Where the history stayed at the edge more often than not that far
     after a sample there (``held_at_edge``), the forecast is the edge, the
@@ -119,8 +119,7 @@ def _held_at_pinned_edges(
     followed.
     """
     yhat, lower, upper = frame
-    highest, lowest = pinned_edge(ys), pinned_edge(-ys)
-    edges = [edge for edge in (highest, None if lowest is None else -lowest) if edge is not None and edge == ys[-1]]
+    edges = [edge for edge in pinned_edges(ys)[::-1] if edge is not None and edge == ys[-1]]
     if not edges:
         return yhat, lower, upper
     _, values = to_grid(ts, ys, spec.step)
@@ -132,7 +131,7 @@ def _held_at_pinned_edges(
         held = share > 0.5
         yhat = np.where(held, edge, yhat)
         lower, upper = np.where(held, low_then, lower), np.where(held, high_then, upper)
-    return yhat, np.minimum(lower, yhat), np.maximum(upper, yhat)
+    return yhat, lower, upper
 
 
 def _residual_band(
