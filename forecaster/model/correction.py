@@ -253,7 +253,7 @@ def lead_errors(
             latest = anchors[best_window][np.isfinite(anchors[best_window])]
             corrections[i] = float(latest[-1]) + past.line_offset if len(latest) else 0.0
         if chosen >= 0:
-            errors = competitors[chosen].raw[k:] - levels[chosen][: n - k]
+            errors = competitors[chosen].raw[k:] - competitors[chosen].gain(k) * levels[chosen][: n - k]
             errors = errors[np.isfinite(errors)]
             replayed = competitors[chosen].replayed
         elif best_window == 0:
@@ -315,7 +315,7 @@ def _choose(
     for j, (competitor, level) in enumerate(zip(past.competitors, levels, strict=True)):
         if competitor.reach is not None and k > competitor.reach:
             continue
-        persistence = competitor.clipped[k:] - level[: n - k]
+        persistence = competitor.clipped[k:] - competitor.gain(k) * level[: n - k]
         scored[j] = persistence
         usable = np.isfinite(persistence)
         score = _mean_abs(persistence[usable]) if np.count_nonzero(usable) > 10 else np.inf
@@ -368,6 +368,11 @@ def _signature(past: PastErrors, width: float) -> list[float]:
     kinds = [
         value
         for c in past.competitors
-        for value in (-1.0 if c.reach is None else float(c.reach), float(c.level_steps or 0), c.margin)
+        for value in (
+            -1.0 if c.reach is None else float(c.reach),
+            float(c.level_steps or 0),
+            c.margin,
+            float(c.fade or 0),
+        )
     ]
     return [width, float(past.correct), *map(float, past.windows), float(past.level_steps), *kinds]

@@ -193,7 +193,7 @@ def _residual_band(
     for share, competitor in zip(shares, competitors, strict=True):
         recent = competitor.clipped[-(competitor.level_steps or window) :]
         level_now = float(np.median(recent[np.isfinite(recent)])) if np.isfinite(recent).any() else 0.0
-        yhat = yhat + share * (level_now + competitor.ahead)
+        yhat = yhat + share * (competitor.gain(leads) * level_now + competitor.ahead)
     return Frame(ds, yhat, yhat + low, yhat + high), plan.calibration
 
 

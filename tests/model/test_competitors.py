@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from forecaster.duration import DAY
@@ -25,6 +27,27 @@ def test_a_copy_of_the_day_before_takes_over_up_to_a_day_ahead_where_the_shape_r
     assert (shares[:day] > 0.9).all()
     # Beyond a day the copy would need values not known at the origin: it is never scored there, so never chosen.
     assert (shares[day:] == 0.0).all()
+
+
+def test_the_day_copys_move_from_yesterday_fades_to_nothing_a_day_ahead():
+    rng = np.random.default_rng(8)
+    step, day, days = 3600.0, 24, 28
+    y = np.tile(rng.uniform(0, 50, day), days) + rng.normal(0, 1, days * day)
+    for start in rng.integers(0, day - 3, days) + np.arange(days) * day:
+        y[start : start + 3] += 60  # a spell of load each day that is over within three hours
+    leads = np.arange(1, day + 1)
+    daily, weekly = seasonal_copies(y, y, leads, step)
+    assert (daily.fade, weekly.fade) == (day, None)
+    assert np.allclose(daily.gain(np.array([1, 12, 24, 30])), [23 / 24, 0.5, 0.0, 0.0])
+    assert np.array_equal(weekly.gain(leads), np.ones(day))
+    # Carried whole, a spell at the origin would be forecast again a day later, where it is long over: listed first,
+    # the whole move wins any tie, so the faded one is chosen only where it erred less.
+    whole = dataclasses.replace(daily, fade=None)
+    residuals = rng.normal(0, 80, len(y))  # a model that misses the shape
+    plan = lead_errors(PastErrors(residuals, [3], False, competitors=[whole, daily]), leads, 0.8)
+    chosen = dict(zip(plan.calibration.probe, plan.calibration.chosen, strict=True))
+    assert chosen[day] == 1
+    assert plan.shares[1][-1] > 0.5
 
 
 def test_a_level_over_six_hours_takes_over_where_an_hour_is_noise():
