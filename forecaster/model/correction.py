@@ -31,7 +31,7 @@ import bottleneck as bn
 import numpy as np
 
 from forecaster.duration import DAY, WEEK
-from forecaster.model.band import band_tail, quantiles_at
+from forecaster.model.band import band_tail, quantiles_at, year_before
 from forecaster.model.combination import combination_weights
 from forecaster.model.competitors import Competitor
 
@@ -72,6 +72,8 @@ class PastErrors:
     competitors: list[Competitor] = field(default_factory=list)
     level_steps: int = 3
     line_offset: float = 0.0
+    # A year in steps, for the band's errors of the season ahead (see ``model.band.year_before``); None: none.
+    year: int | None = None
 
 
 @dataclass(frozen=True)
@@ -252,21 +254,17 @@ def lead_errors(
             # Prophet keeps a share of the forecast even where a competitor was chosen: carry its correction there too.
             latest = anchors[best_window][np.isfinite(anchors[best_window])]
             corrections[i] = float(latest[-1]) + past.line_offset if len(latest) else 0.0
+        # The chosen forecast's error from each past origin, NaN where unknown.
         if chosen >= 0:
-            errors = competitors[chosen].raw[k:] - competitors[chosen].gain(k) * levels[chosen][: n - k]
-            errors = errors[np.isfinite(errors)]
+            aligned = competitors[chosen].raw[k:] - competitors[chosen].gain(k) * levels[chosen][: n - k]
             replayed = competitors[chosen].replayed
-        elif best_window == 0:
-            errors = outcome_all[np.isfinite(outcome_all)]
-            replayed = True
         else:
-            best_anchor = anchors[best_window]
-            now = best_anchor[: n - k]
-            pair = np.isfinite(now) & np.isfinite(outcome_all)
-            errors = outcome_all[pair] - now[pair]
+            aligned = outcome_all if best_window == 0 else outcome_all - anchors[best_window][: n - k]
             replayed = True
+        errors = aligned[np.isfinite(aligned)]
+        season = year_before(aligned, past.year)
         tails[i] = reuse.tails[i] if reuse is not None else band_tail(errors, alpha, int(k), replayed)
-        lows[i], highs[i] = (scales[i] * offset for offset in quantiles_at(errors, float(tails[i])))
+        lows[i], highs[i] = (scales[i] * offset for offset in quantiles_at(errors, float(tails[i]), season))
     calibration = reuse or Calibration(
         at,
         probe.tolist(),

@@ -23,7 +23,7 @@ from forecaster.model.competitors import Competitor, latest_points, level_window
 from forecaster.model.correction import Calibration, PastErrors, anchor_windows, lead_errors, new_level
 from forecaster.model.frame import FitResult, Frame, frame_times
 from forecaster.model.options import FitSpec
-from forecaster.model.seasonality import kept_weekly_order, prophet_options, scales_with_level, tests_weekly
+from forecaster.model.seasonality import YEAR, kept_weekly_order, prophet_options, scales_with_level, tests_weekly
 from forecaster.model.trend import LINE_SHARE, choose_trend, damp, rate_drift, trailing_line, trend_surprise
 from forecaster.series import finite
 
@@ -178,6 +178,7 @@ def _residual_band(
         level_steps=window,
         # A correction is measured from the line, so it is carried from the line's end rather than the trend's.
         line_offset=float(level[-1] - trend[n - 1]) if np.isfinite(level[-1]) else 0.0,
+        year=round(YEAR / spec.step),
     )
     plan = lead_errors(past, leads, spec.interval_width, origin, reuse)
     correction, shares = plan.correction, plan.shares

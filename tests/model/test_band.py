@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from forecaster.model import band
-from forecaster.model.band import quantiles, quantiles_at, tail_share
+from forecaster.model.band import quantiles, quantiles_at, tail_share, year_before
 from forecaster.model.correction import PastErrors, lead_errors
 
 
@@ -108,3 +108,25 @@ def test_errors_tied_at_one_edge_move_the_other_edge_in():
     assert low == 0.0 and np.mean((latest >= low) & (latest <= high)) == pytest.approx(0.8, abs=0.002)
     # At the upper edge (a ratio pinned at 1, a forecast of 1), the lower edge moves up.
     assert quantiles_at(-often, 0.1) == pytest.approx((-high, 0.0))
+
+
+def test_a_band_on_a_long_history_also_sees_the_season_ahead_as_it_went_a_year_ago():
+    rng = np.random.default_rng(21)
+    year, days = 365, 3 * 365
+    # Calm but for one wild season each year: the one about to come, which the latest quarter has not seen.
+    spread = np.where((np.arange(days) % year) < 60, 10.0, 1.0)
+    aligned = rng.normal(0, 1, days) * spread
+    aligned[days - year + 5] = np.nan
+    season = year_before(aligned, year)
+    window = len(aligned) // 4
+    assert len(season) == window // 2 - 1  # the stretch that followed a year ago, its unknown error left out
+    assert np.array_equal(season[:5], aligned[days - year : days - year + 5])
+    assert len(year_before(aligned, None)) == 0 and len(year_before(aligned[: year + 10], year)) == 0
+    calm_low, calm_high = quantiles_at(aligned, 0.1)
+    low, high = quantiles_at(aligned, 0.1, season)
+    assert high - low > 1.2 * (calm_high - calm_low)
+    past = PastErrors(aligned, [1], False)
+    assert (
+        lead_errors(past, np.array([1]), 0.8).high[0]
+        < lead_errors(PastErrors(aligned, [1], False, year=year), np.array([1]), 0.8).high[0]
+    )
