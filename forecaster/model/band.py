@@ -69,14 +69,15 @@ def quantiles_at(errors: np.ndarray, tail: float, season: np.ndarray | None = No
     return low, high
 
 
-def year_before(aligned: np.ndarray, year: int | None) -> np.ndarray:
+def year_before(aligned: np.ndarray, errors: np.ndarray, year: int | None) -> np.ndarray:
     """The errors of the forecasts whose targets fell a year before the frame's: the season about to come, as it went
     last time.
 
     ``aligned`` holds an error per origin of the history (NaN where
-    unknown), its last the latest origin whose target is known; ``year`` is
-    a year in steps (None: no season). The stretch is half as long as the
-    band's window. A band calibrated on the latest quarter alone has not
+    unknown), its last the latest origin whose target is known, and
+    ``errors`` its finite ones; ``year`` is a year in steps (None: no
+    season). The stretch is half as long as the band's window over
+    ``errors``. A band calibrated on the latest quarter alone has not
     seen the season ahead when it differs from the last three months (page
     views through the play-offs, heating through the winter): on the daily
     stand-ins of ``benchmarks/backtest.py`` (two to three years each) the
@@ -84,7 +85,7 @@ def year_before(aligned: np.ndarray, year: int | None) -> np.ndarray:
     an earlier stretch (``--cut 20``) covered 68 → 71%. Empty when the
     history holds less than a year and that stretch.
     """
-    count = _window(aligned[np.isfinite(aligned)]) // 2
+    count = _window(errors) // 2
     if year is None or len(aligned) < year + count:
         return np.empty(0)
     stretch = aligned[len(aligned) - year : len(aligned) - year + count]

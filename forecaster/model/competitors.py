@@ -61,6 +61,11 @@ class Competitor:
             return np.ones(np.shape(leads))
         return np.clip(1 - np.asarray(leads, dtype=np.float64) / self.fade, 0.0, 1.0)
 
+    def carried(self, levels: np.ndarray, lead: int) -> np.ndarray:
+        """``levels`` as carried ``lead`` steps ahead: whole, or faded by ``gain`` (scored at every lead of every fit,
+        so a copy that does not fade is not multiplied by one)."""
+        return levels if self.fade is None else self.gain(lead) * levels
+
 
 def level_window(step: float, points: int) -> int:
     """The trailing window (in steps) whose median is the series' current level: an hour, at least three points."""

@@ -256,13 +256,13 @@ def lead_errors(
             corrections[i] = float(latest[-1]) + past.line_offset if len(latest) else 0.0
         # The chosen forecast's error from each past origin, NaN where unknown.
         if chosen >= 0:
-            aligned = competitors[chosen].raw[k:] - competitors[chosen].gain(k) * levels[chosen][: n - k]
+            aligned = competitors[chosen].raw[k:] - competitors[chosen].carried(levels[chosen][: n - k], int(k))
             replayed = competitors[chosen].replayed
         else:
             aligned = outcome_all if best_window == 0 else outcome_all - anchors[best_window][: n - k]
             replayed = True
         errors = aligned[np.isfinite(aligned)]
-        season = year_before(aligned, past.year)
+        season = year_before(aligned, errors, past.year)
         tails[i] = reuse.tails[i] if reuse is not None else band_tail(errors, alpha, int(k), replayed)
         lows[i], highs[i] = (scales[i] * offset for offset in quantiles_at(errors, float(tails[i]), season))
     calibration = reuse or Calibration(
@@ -313,7 +313,7 @@ def _choose(
     for j, (competitor, level) in enumerate(zip(past.competitors, levels, strict=True)):
         if competitor.reach is not None and k > competitor.reach:
             continue
-        persistence = competitor.clipped[k:] - competitor.gain(k) * level[: n - k]
+        persistence = competitor.clipped[k:] - competitor.carried(level[: n - k], k)
         scored[j] = persistence
         usable = np.isfinite(persistence)
         score = _mean_abs(persistence[usable]) if np.count_nonzero(usable) > 10 else np.inf
